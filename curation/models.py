@@ -1,0 +1,174 @@
+"""What an image is and what we decided about it."""
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Coalesce
+
+
+class Decision(models.TextChoices):
+    KEEP = "keep", "Keep"
+    REJECT = "reject", "Reject"
+
+
+class ImageQuerySet(models.QuerySet):
+    def set_auto_decision(self, decision, reason):
+        """Bulk-set the automatic decision; a human decision still wins in final_decision."""
+        return self.update(
+            auto_decision=decision,
+            auto_reason=reason[:500],
+            final_decision=Coalesce(models.F("human_decision"), models.Value(decision)),
+        )
+
+
+class Image(models.Model):
+    """One distinct picture, stored once under its sha256 however often it was found."""
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    file = models.FileField(max_length=200)
+    thumbnail = models.FileField(max_length=200)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=8)  # "jpeg" or "png": what we stored, not what we were sent
+    byte_size = models.PositiveIntegerField()
+    # 64-bit difference hash stored as a signed bigint (imagehash bit order, two's complement).
+    dhash = models.BigIntegerField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    auto_decision = models.CharField(max_length=8, choices=Decision.choices, null=True, blank=True)
+    auto_reason = models.CharField(max_length=500, blank=True)
+    human_decision = models.CharField(max_length=8, choices=Decision.choices, null=True, blank=True)
+    final_decision = models.CharField(max_length=8, choices=Decision.choices, null=True, blank=True)
+
+    # Denormalised from the latest FilterScore / VlmVerdict so gallery filters are single-table.
+    clip_indoor_margin = models.FloatField(null=True, blank=True)
+    clip_moderate_margin = models.FloatField(null=True, blank=True)
+    object_count = models.IntegerField(null=True, blank=True)
+    vlm_score = models.FloatField(null=True, blank=True)
+    uncalibrated = models.BooleanField(default=False)
+    # Representative of this image's near-duplicate group (itself for the representative).
+    dup_group = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="dup_members"
+    )
+
+    objects = ImageQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["final_decision", "-id"], name="img_final_id"),
+            models.Index(fields=["auto_decision", "-id"], name="img_auto_id"),
+            models.Index(fields=["human_decision", "-id"], name="img_human_id"),
+            models.Index(fields=["clip_indoor_margin", "id"], name="img_indoor"),
+            models.Index(fields=["clip_moderate_margin", "id"], name="img_moderate"),
+            models.Index(fields=["vlm_score", "id"], name="img_vlm_score"),
+            models.Index(fields=["dup_group", "id"], name="img_dup_group"),
+        ]
+
+    def __str__(self):
+        return f"#{self.pk} {self.sha256[:12]}"
+
+    def recompute_final(self):
+        self.final_decision = self.human_decision or self.auto_decision
+
+    def set_auto(self, decision, reason=""):
+        self.auto_decision = decision
+        self.auto_reason = reason[:500]
+        self.recompute_final()
+
+
+class FilterScore(models.Model):
+    """One scorer's view of one image. The scorer key names model, weights and prompt set."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="filter_scores")
+    scorer_key = models.CharField(max_length=200)
+    scores = models.JSONField(default=dict)  # prompt label -> similarity
+    indoor_margin = models.FloatField()
+    moderate_margin = models.FloatField(null=True, blank=True)
+    object_count = models.IntegerField(null=True, blank=True)
+    passed = models.BooleanField()
+    uncalibrated = models.BooleanField(default=False)
+    run = models.ForeignKey("curation.Run", null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["image", "scorer_key"], name="uniq_score_per_scorer")]
+
+
+class Review(models.Model):
+    """Append-only record of a person's decision on an image."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="reviews")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    old = models.CharField(max_length=8, choices=Decision.choices, null=True, blank=True)
+    new = models.CharField(max_length=8, choices=Decision.choices, null=True, blank=True)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["image", "-created_at"], name="review_image_time")]
+
+
+class Run(models.Model):
+    """One launch of a stage. Postgres holds the truth; Redis only carries the work."""
+
+    class Kind(models.TextChoices):
+        CRAWL = "crawl"
+        SIMILAR = "similar"
+        IMPORT = "import"
+        CLIP = "clip"
+        DETECT = "detect"
+        DEDUP = "dedup"
+        VLM = "vlm"
+        EXPORT = "export"
+        REVIEW = "review"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, db_index=True)
+    label = models.CharField(max_length=200, blank=True, db_index=True)
+    # Hash of kind + parameters: an active run with the same key is the same work, never enqueued twice.
+    work_key = models.CharField(max_length=40, blank=True, db_index=True)
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    counters = models.JSONField(default=dict, blank=True)
+    total = models.IntegerField(null=True, blank=True)  # items expected, when known
+    jobs_total = models.IntegerField(default=0)
+    jobs_done = models.IntegerField(default=0)
+    job_ids = models.JSONField(default=list, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    result = models.CharField(max_length=500, blank=True)  # e.g. the export file
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"{self.kind} run #{self.pk} ({self.status})"
+
+    @property
+    def is_active(self):
+        return self.status in self.ACTIVE
+
+    @property
+    def processed(self):
+        return sum(v for k, v in self.counters.items() if k in self.OUTCOME_KEYS)
+
+    OUTCOME_KEYS = ("stored", "duplicate", "invalid", "error", "kept", "rejected", "processed", "skipped")
+
+    def summary(self):
+        c = self.counters
+        return ", ".join(f"{k} {c.get(k, 0)}" for k in self.summary_keys())
+
+    def summary_keys(self):
+        if self.kind in (self.Kind.CRAWL, self.Kind.SIMILAR, self.Kind.IMPORT):
+            return ("stored", "duplicate", "invalid", "error")
+        return [k for k in self.counters if not k.startswith("_")]

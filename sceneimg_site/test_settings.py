@@ -1,0 +1,24 @@
+"""Settings for the test suite: the real settings, with test-only defaults from the environment."""
+import os
+import tempfile
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-0123456789")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
+os.environ.setdefault("SCENEIMG_CLIP_PRETRAINED", "none")
+
+from sceneimg_site.settings import *  # noqa: E402,F401,F403
+from sceneimg_site.settings import DATABASES, RQ_QUEUE_TIMEOUTS  # noqa: E402
+
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+MEDIA_ROOT = tempfile.mkdtemp(prefix="sceneimg-test-media-")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Separate test databases let several test sessions share one Postgres server.
+if os.environ.get("SCENEIMG_TEST_DB"):
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["SCENEIMG_TEST_DB"]}
+SCENEIMG_HEARTBEAT_SECONDS = 1
