@@ -7,7 +7,7 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
 os.environ.setdefault("SCENEIMG_CLIP_PRETRAINED", "none")
 
 from sceneimg_site.settings import *  # noqa: E402,F401,F403
-from sceneimg_site.settings import DATABASES, RQ_QUEUE_TIMEOUTS  # noqa: E402
+from sceneimg_site.settings import DATABASES  # noqa: E402
 
 SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = False

@@ -1,0 +1,265 @@
+"""The one way SceneImg fetches anything from the web.
+
+Every connection is checked at connect time, on the address actually connected to, after DNS and
+after every redirect, before a byte is sent (a resolve-then-request check is open to DNS rebinding).
+Sizes are capped while streaming, and network errors are retried a bounded number of times.
+"""
+import ipaddress
+import logging
+import random
+import socket
+import threading
+import time
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+log = logging.getLogger(__name__)
+
+ALLOWED_SCHEMES = ("http", "https")
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+MAX_RETRY_AFTER = 60.0
+
+
+class FetchError(Exception):
+    """A fetch failed; the message says why, in words a person can act on."""
+
+
+class Blocked(FetchError):
+    """The URL or the address it resolves to is not allowed (SSRF guard)."""
+
+
+class TooLarge(FetchError):
+    pass
+
+
+class HTTPStatusError(FetchError):
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status
+
+
+def _allow_rules(allow_private):
+    hosts, networks = set(), []
+    for item in allow_private:
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            hosts.add(item.lower())
+    return hosts, networks
+
+
+def blocked_reason(ip):
+    """Why an address may not be fetched from, or None when it is a public unicast address."""
+    ip = ipaddress.ip_address(ip)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return blocked_reason(ip.ipv4_mapped)
+    for attr in ("is_loopback", "is_link_local", "is_multicast", "is_unspecified", "is_reserved", "is_private"):
+        if getattr(ip, attr):
+            return attr[3:].replace("_", "-")
+    if not ip.is_global:
+        return "not-global"
+    return None
+
+
+def check_address(host, ip, allow_private):
+    hosts, networks = _allow_rules(allow_private)
+    if host.lower().strip("[]") in hosts:
+        return
+    addr = ipaddress.ip_address(ip)
+    if any(addr in net for net in networks):
+        return
+    reason = blocked_reason(addr)
+    if reason:
+        raise Blocked(f"refused to connect to {host} ({ip}): {reason} address")
+
+
+def guarded_create_connection(host, port, timeout, allow_private, source_address=None, socket_options=None):
+    """socket.create_connection, but every resolved address is checked before connecting to it."""
+    err = None
+    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    for *_, sockaddr in infos:
+        check_address(host, sockaddr[0], allow_private)
+    for family, socktype, proto, _canon, sockaddr in infos:
+        sock = None
+        try:
+            sock = socket.socket(family, socktype, proto)
+            for opt in socket_options or ():
+                sock.setsockopt(*opt)
+            if timeout is not None and timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            err = exc
+            if sock is not None:
+                sock.close()
+    raise err or OSError(f"could not connect to {host}")
+
+
+class _GuardMixin:
+    allow_private = ()
+
+    def _new_conn(self):
+        from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+        try:
+            return guarded_create_connection(
+                self._dns_host, self.port, self.timeout, self.allow_private,
+                source_address=self.source_address, socket_options=self.socket_options,
+            )
+        except socket.timeout as exc:
+            raise ConnectTimeoutError(self, f"connection to {self.host} timed out") from exc
+        except Blocked:
+            raise
+        except OSError as exc:
+            raise NewConnectionError(self, f"failed to connect: {exc}") from exc
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def __init__(self, allow_private, **kw):
+        self.allow_private = tuple(allow_private)
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        allow = self.allow_private
+        http_conn = type("GuardedHTTPConnection", (_GuardMixin, HTTPConnection), {"allow_private": allow})
+        https_conn = type("GuardedHTTPSConnection", (_GuardMixin, HTTPSConnection), {"allow_private": allow})
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
+            "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
+        }
+
+
+class _HostLimiter:
+    """At most N requests at once to one host, shared by every Fetcher in the process."""
+
+    _lock = threading.Lock()
+    _sems = {}
+
+    @classmethod
+    def get(cls, host, limit):
+        with cls._lock:
+            key = (host, limit)
+            if key not in cls._sems:
+                cls._sems[key] = threading.BoundedSemaphore(limit)
+            return cls._sems[key]
+
+
+def _retry_after(resp):
+    value = resp.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            delta = parsedate_to_datetime(value).timestamp() - time.time()
+            return min(max(delta, 0.0), MAX_RETRY_AFTER)
+        except (TypeError, ValueError):
+            return None
+
+
+class Fetcher:
+    def __init__(self, *, per_host=None, max_bytes=None, allow_private=None, headers=None, retries=None,
+                 backoff=None, timeout=None, rng=None):
+        self.per_host = per_host or settings.SCENEIMG_FETCH_PER_HOST
+        self.max_bytes = max_bytes or settings.SCENEIMG_FETCH_MAX_BYTES
+        self.retries = settings.SCENEIMG_FETCH_RETRIES if retries is None else retries
+        self.backoff = settings.SCENEIMG_FETCH_BACKOFF if backoff is None else backoff
+        self.timeout = timeout or (settings.SCENEIMG_FETCH_CONNECT_TIMEOUT, settings.SCENEIMG_FETCH_READ_TIMEOUT)
+        allow = settings.SCENEIMG_FETCH_ALLOW_PRIVATE if allow_private is None else allow_private
+        self.rng = rng or random.Random()
+        self.session = requests.Session()
+        self.session.trust_env = False  # a proxy from the environment would bypass the connect-time guard
+        self.session.headers["User-Agent"] = settings.SCENEIMG_USER_AGENT
+        self.session.headers.update(headers or {})
+        adapter = _GuardedAdapter(allow, pool_connections=32, pool_maxsize=max(self.per_host, 10))
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def get(self, url, *, headers=None, params=None, max_bytes=None):
+        return self.request("GET", url, headers=headers, params=params, max_bytes=max_bytes)
+
+    def post(self, url, *, data=None, files=None, headers=None, params=None, max_bytes=None):
+        return self.request("POST", url, data=data, files=files, headers=headers, params=params,
+                            max_bytes=max_bytes)
+
+    def request(self, method, url, *, max_bytes=None, **kwargs):
+        """Fetch with redirects followed by hand (each hop is checked) and bounded retries."""
+        for _hop in range(settings.SCENEIMG_FETCH_MAX_REDIRECTS + 1):
+            resp = self._with_retries(method, url, max_bytes or self.max_bytes, kwargs)
+            if resp.is_redirect and "location" in resp.headers:
+                url = urljoin(resp.url, resp.headers["location"])
+                if resp.status_code in (301, 302, 303) and method == "POST":
+                    method, kwargs = "GET", {k: v for k, v in kwargs.items() if k in ("headers",)}
+                kwargs.pop("params", None)
+                continue
+            if resp.status_code >= 400:
+                raise HTTPStatusError(f"HTTP {resp.status_code} from {_short(url)}", resp.status_code)
+            return resp
+        raise FetchError(f"too many redirects from {_short(url)}")
+
+    def _with_retries(self, method, url, max_bytes, kwargs):
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ALLOWED_SCHEMES:
+            raise Blocked(f"refused URL scheme {parts.scheme or '(none)'!r}: only http and https are fetched")
+        if not parts.hostname:
+            raise FetchError(f"URL has no host: {_short(url)}")
+        attempt = 0
+        while True:
+            try:
+                with _HostLimiter.get(parts.hostname, self.per_host):
+                    resp = self._send(method, url, max_bytes, kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if isinstance(exc.__context__, Blocked) or attempt >= self.retries:
+                    raise FetchError(f"could not fetch {_short(url)}: {_describe(exc)}") from exc
+                delay = None
+            else:
+                if resp.status_code not in RETRY_STATUSES or attempt >= self.retries:
+                    return resp
+                delay = _retry_after(resp)
+            attempt += 1
+            if delay is None:
+                delay = self.backoff * (2 ** (attempt - 1)) * (0.5 + self.rng.random())
+            log.info("retrying %s in %.1fs (attempt %d)", _short(url), delay, attempt)
+            time.sleep(delay)
+
+    def _send(self, method, url, max_bytes, kwargs):
+        resp = self.session.request(method, url, stream=True, allow_redirects=False, timeout=self.timeout,
+                                    **kwargs)
+        try:
+            declared = resp.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise TooLarge(f"{_short(url)} is {int(declared)} bytes, over the {max_bytes}-byte limit")
+            chunks, size = [], 0
+            for chunk in resp.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise TooLarge(f"{_short(url)} is over the {max_bytes}-byte limit")
+                chunks.append(chunk)
+            resp._content = b"".join(chunks)
+            resp._content_consumed = True
+            return resp
+        finally:
+            resp.close()
+
+
+def _short(url, limit=120):
+    return url if len(url) <= limit else url[: limit - 1] + "…"
+
+
+def _describe(exc):
+    text = str(exc)
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    return text[:200]

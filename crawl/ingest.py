@@ -1,0 +1,285 @@
+"""The one ingest path every source uses: decode safely, filter, normalise, dedup, store, record.
+
+Every sighting ends as exactly one Source row whose outcome says what happened to it.
+"""
+import hashlib
+import io
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import imagehash
+import numpy as np
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from PIL import Image as PILImage
+from PIL import ImageOps, UnidentifiedImageError
+
+from crawl.fetcher import FetchError
+from crawl.models import Source
+from curation.models import Image
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+# Markup that must never reach storage inside an image we keep byte for byte (PNG+HTML polyglots).
+MARKUP = re.compile(rb"<\s*(?:html|script|svg|body|iframe|!doctype|\?xml|head|object|embed)", re.I)
+Outcome = Source.Outcome
+
+
+class InvalidImage(Exception):
+    """The bytes are not an image we accept; the message is the reason recorded on the Source."""
+
+
+@dataclass
+class Sighting:
+    """Where one candidate was seen: becomes the Source row."""
+
+    provider: str
+    url: str = ""
+    page_url: str = ""
+    title: str = ""
+    query: str = ""
+    rank: int | None = None
+    seed_image: Image | None = None
+    seed_name: str = ""
+    path: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Filters:
+    min_width: int
+    min_height: int
+    max_aspect: float
+
+    @classmethod
+    def from_params(cls, params=None, debug=False):
+        params = params or {}
+        f = cls(
+            min_width=int(params.get("min_width") or settings.SCENEIMG_MIN_WIDTH),
+            min_height=int(params.get("min_height") or settings.SCENEIMG_MIN_HEIGHT),
+            max_aspect=float(params.get("max_aspect") or settings.SCENEIMG_MAX_ASPECT),
+        )
+        if debug:  # the original scripts' --debug relaxed the size and aspect filters
+            f.min_width, f.min_height, f.max_aspect = min(f.min_width, 64), min(f.min_height, 64), max(f.max_aspect, 10.0)
+        return f
+
+    def reject_reason(self, width, height):
+        if width < self.min_width or height < self.min_height:
+            return f"too small: {width}x{height}, minimum {self.min_width}x{self.min_height}"
+        aspect = max(width / height, height / width)
+        if aspect > self.max_aspect:
+            return f"aspect ratio {aspect:.2f} is over the maximum {self.max_aspect:g}"
+        return None
+
+
+@dataclass
+class Normalised:
+    data: bytes
+    ext: str  # "jpg" or "png"
+    image: PILImage.Image
+    sha256: str
+
+
+def url_hash(url):
+    return hashlib.sha256(url.strip().encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def known_url(url):
+    return Source.objects.filter(url_hash=url_hash(url), outcome__in=[Outcome.STORED, Outcome.DUPLICATE]).exists()
+
+
+def decode(data):
+    """Open bytes as an image of an allowed format, fully decoded; InvalidImage with the reason if not."""
+    if not data:
+        raise InvalidImage("empty file (0 bytes)")
+    max_pixels = settings.SCENEIMG_MAX_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            im = PILImage.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            width, height = im.size
+            if width <= 0 or height <= 0 or width * height > max_pixels:
+                raise InvalidImage(f"declared size {width}x{height} is over the {max_pixels}-pixel limit")
+            im.load()
+    except InvalidImage:
+        raise
+    except UnidentifiedImageError:
+        raise InvalidImage("not an image in an allowed format (JPEG, PNG, WebP, GIF, BMP)") from None
+    except (PILImage.DecompressionBombWarning, PILImage.DecompressionBombError) as exc:
+        raise InvalidImage(f"decompression bomb: {exc}") from None
+    except (OSError, SyntaxError, ValueError, MemoryError, NotImplementedError, OverflowError, EOFError) as exc:
+        raise InvalidImage(f"corrupt or truncated image: {exc}") from None
+    return im
+
+
+def _has_alpha(im):
+    if im.mode in ("RGBA", "LA", "PA"):
+        return im.getchannel("A").getextrema()[0] < 255
+    return im.mode == "P" and "transparency" in im.info
+
+
+def _clean_container(data, fmt):
+    """True when the bytes hold one image and nothing else: safe to store as they are."""
+    if MARKUP.search(data):
+        return False
+    if fmt == "JPEG":
+        return data.rstrip(b"\0").endswith(b"\xff\xd9")
+    if fmt == "PNG":
+        return data.endswith(b"IEND\xaeB`\x82")
+    return False
+
+
+def normalise(data, im):
+    """Upright, 8-bit, PNG when there is alpha, else JPEG; the original bytes when nothing changes."""
+    fmt = im.format
+    orientation = im.getexif().get(0x0112, 1)
+    if orientation not in (1, None):
+        im = ImageOps.exif_transpose(im)
+    elif fmt in ("JPEG", "PNG") and im.mode in ("RGB", "L", "RGBA", "LA") and _clean_container(data, fmt):
+        if fmt == "JPEG" or _has_alpha(im):
+            ext = "jpg" if fmt == "JPEG" else "png"
+            return Normalised(data, ext, im, hashlib.sha256(data).hexdigest())
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        im = PILImage.fromarray((np.asarray(im, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8), "L")
+    if _has_alpha(im):
+        im = im.convert("RGBA")
+        buf = io.BytesIO()
+        im.save(buf, "PNG", optimize=False)
+        ext = "png"
+    else:
+        im = im.convert("RGB") if im.mode not in ("RGB", "L") else im
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=settings.SCENEIMG_JPEG_QUALITY)
+        ext = "jpg"
+    out = buf.getvalue()
+    return Normalised(out, ext, im, hashlib.sha256(out).hexdigest())
+
+
+def compute_dhash(im):
+    """64-bit dHash as a signed integer (the form stored in Image.dhash)."""
+    small = im.copy()
+    small.thumbnail((256, 256))
+    value = int(str(imagehash.dhash(small)), 16)
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def _thumbnail_bytes(im):
+    thumb = im.copy()
+    thumb.thumbnail((settings.SCENEIMG_THUMB_SIZE, settings.SCENEIMG_THUMB_SIZE))
+    if thumb.mode != "RGB":
+        background = PILImage.new("RGB", thumb.size, (240, 240, 240))
+        rgba = thumb.convert("RGBA")
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        thumb = background
+    buf = io.BytesIO()
+    thumb.save(buf, "JPEG", quality=82)
+    return buf.getvalue()
+
+
+def _save_once(name, data):
+    """Content-addressed write: the name is the content, so an existing file is already right."""
+    if not default_storage.exists(name):
+        saved = default_storage.save(name, ContentFile(data))
+        if saved != name:  # another worker won the race; keep theirs
+            default_storage.delete(saved)
+    return name
+
+
+def store(norm):
+    """The Image for these normalised bytes, created if new. Returns (image, created)."""
+    existing = Image.objects.filter(sha256=norm.sha256).first()
+    if existing:
+        return existing, False
+    sha = norm.sha256
+    prefix = f"{sha[:2]}/{sha[2:4]}/{sha}"
+    file_name = _save_once(f"images/{prefix}.{norm.ext}", norm.data)
+    thumb_name = _save_once(f"thumbs/{prefix}.jpg", _thumbnail_bytes(norm.image))
+    try:
+        with transaction.atomic():
+            image = Image.objects.create(
+                sha256=sha, file=file_name, thumbnail=thumb_name, width=norm.image.width,
+                height=norm.image.height, format="png" if norm.ext == "png" else "jpeg",
+                byte_size=len(norm.data), dhash=compute_dhash(norm.image),
+            )
+        return image, True
+    except IntegrityError:  # two workers stored the same picture at once; one row wins
+        return Image.objects.get(sha256=sha), False
+
+
+def _record(sighting, outcome, *, run=None, image=None, reason="", tracker=None, extra=None):
+    source = Source.objects.create(
+        run=run, image=image, provider=sighting.provider, query=sighting.query[:300],
+        seed_image=sighting.seed_image, seed_name=sighting.seed_name[:300], url=sighting.url,
+        url_hash=url_hash(sighting.url) if sighting.url else "", page_url=sighting.page_url,
+        title=sighting.title, rank=sighting.rank, path=sighting.path, outcome=outcome,
+        reason=reason[:2000], extra={**sighting.extra, **(extra or {})},
+    )
+    if tracker is not None:
+        tracker.count(outcome)
+    return source
+
+
+def examine(data, filters=None):
+    """Decode, filter and normalise without storing anything: (Normalised, None) or (None, reason)."""
+    filters = filters or Filters.from_params()
+    try:
+        im = decode(data)
+    except InvalidImage as exc:
+        return None, str(exc)
+    w, h = im.size
+    if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+        w, h = h, w
+    reason = filters.reject_reason(w, h)
+    if reason:
+        return None, reason
+    try:
+        return normalise(data, im), None
+    except (OSError, ValueError) as exc:
+        return None, f"could not re-encode: {exc}"
+
+
+def ingest_bytes(data, sighting, *, run=None, filters=None, tracker=None, extra=None):
+    norm, reason = examine(data, filters)
+    if norm is None:
+        return _record(sighting, Outcome.INVALID, run=run, reason=reason, tracker=tracker, extra=extra)
+    image, created = store(norm)
+    if created:
+        on_image_stored(image)
+        return _record(sighting, Outcome.STORED, run=run, image=image, tracker=tracker, extra=extra)
+    return _record(sighting, Outcome.DUPLICATE, run=run, image=image, reason=f"same picture as #{image.pk}",
+                   tracker=tracker, extra=extra)
+
+
+def on_image_stored(image):
+    """Hook for what must follow a new image (near-duplicate grouping)."""
+    try:
+        from curation.neardup import assign_near_duplicates
+    except ImportError:
+        return
+    assign_near_duplicates([image.pk])
+
+
+def ingest_url(url, sighting, *, fetcher, run=None, filters=None, tracker=None, skip_known=True,
+               fallback_urls=()):
+    """Fetch the first of url and fallback_urls that works, then ingest it."""
+    sighting.url = sighting.url or url
+    if skip_known:
+        seen = (Source.objects.filter(url_hash=url_hash(url), outcome__in=[Outcome.STORED, Outcome.DUPLICATE])
+                .values_list("image_id", flat=True).first())
+        if seen:
+            return _record(sighting, Outcome.DUPLICATE, run=run, image=Image(pk=seen),
+                           reason=f"URL already seen (#{seen})", tracker=tracker)
+    errors = []
+    for candidate in (url, *fallback_urls):
+        if not candidate:
+            continue
+        try:
+            resp = fetcher.get(candidate)
+        except FetchError as exc:
+            errors.append(str(exc))
+            continue
+        extra = {"fetched_from": candidate, "content_type": resp.headers.get("Content-Type", "")}
+        return ingest_bytes(resp.content, sighting, run=run, filters=filters, tracker=tracker, extra=extra)
+    return _record(sighting, Outcome.ERROR, run=run, reason="; ".join(errors) or "no URL", tracker=tracker)
