@@ -7,3 +7,20 @@ SCENEIMG_CLIP_PRETRAINED = env_str("SCENEIMG_CLIP_PRETRAINED", "laion2b_s34b_b79
 SCENEIMG_DEVICE = env_str("SCENEIMG_DEVICE", "auto")
 SCENEIMG_NEARDUP_THRESHOLD = env_int("SCENEIMG_NEARDUP_THRESHOLD", 4)
 SCENEIMG_EXPORT_DIR = env_str("SCENEIMG_EXPORT_DIR", "")
+
+# --- Scoring models (issue 4) ---
+# Where fetch_models puts weights and scoring reads them: "" = the usual caches (HF_HOME, TORCH_HOME);
+# a folder = <folder>/hf and <folder>/torch. Scoring never downloads: run `manage.py fetch_models`.
+SCENEIMG_MODEL_DIR = env_str("SCENEIMG_MODEL_DIR", "")
+# Versioned prompt set in curation/clip_prompts/<version>.json; part of the scorer key.
+SCENEIMG_CLIP_PROMPTS = env_str("SCENEIMG_CLIP_PROMPTS", "v1")
+# Faster R-CNN R50-FPN weights: "coco_v1", a local .pth path, or "none" (random init, uncalibrated).
+# "" follows SCENEIMG_CLIP_PRETRAINED: "none" there means "none" here, else "coco_v1".
+SCENEIMG_DETECTOR_WEIGHTS = env_str("SCENEIMG_DETECTOR_WEIGHTS", "")
+SCENEIMG_DETECTOR_MIN_SIZE = env_int("SCENEIMG_DETECTOR_MIN_SIZE", 800)
+# Images per inference batch; 0 = 256 on CUDA, 32 on the CPU.
+SCENEIMG_CLIP_BATCH_SIZE = env_int("SCENEIMG_CLIP_BATCH_SIZE", 0)
+# Images per RQ job when filter_clip --enqueue splits the work.
+SCENEIMG_CLIP_JOB_SIZE = env_int("SCENEIMG_CLIP_JOB_SIZE", 2048)
+# Torch intra-op threads on the CPU; 0 = one per core.
+SCENEIMG_TORCH_THREADS = env_int("SCENEIMG_TORCH_THREADS", 0)
