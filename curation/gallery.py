@@ -1,0 +1,388 @@
+"""Gallery filters: a URL querystring in, an Image queryset out, plus keyset pagination.
+
+The querystring is the whole state of a gallery view, so a view can be shared as a link and the
+same string drives export (`export_curated --filter`), bulk review and prompt comparison.
+Every filter is an indexed column of Image or an EXISTS over an indexed foreign key, so the first
+page stays fast on a million rows; nothing here counts rows except `estimate_count`.
+"""
+import json
+import math
+from dataclasses import dataclass
+
+from django.db import connection
+from django.db.models import Exists, F, OuterRef, Q, TextField
+from django.db.models.functions import Cast
+from django.http import QueryDict
+
+from curation.models import Decision, Image
+
+PAGE_SIZE = 60
+
+DECISION_VALUES = ("keep", "reject", "none")
+
+# name -> what it does. Empty values are ignored, so an HTML form can send every field.
+FILTER_FIELDS = {
+    "run": "images with a source in this run (Run id)",
+    "provider": "images with a source from this provider (baidu, baidu_similar, url_list, folder, upload)",
+    "query": "images found by this exact search query",
+    "seed": "images found from this seed: a seed image id, or a seed file name",
+    "final": "final decision: keep, reject or none (undecided)",
+    "auto": "automatic decision: keep, reject or none",
+    "human": "human decision: keep, reject or none (never reviewed or cleared)",
+    "disagree": "1: a human decision that differs from the automatic one",
+    "indoor_min": "CLIP indoor margin at least this",
+    "indoor_max": "CLIP indoor margin at most this",
+    "moderate_min": "CLIP moderate-mess margin at least this",
+    "moderate_max": "CLIP moderate-mess margin at most this",
+    "vlm_min": "VLM score at least this",
+    "vlm_max": "VLM score at most this",
+    "pv": "has a VLM verdict under this PromptVersion id",
+    "model": "restrict the verdict filters (pv, verdict, tag) to this VLM model name",
+    "verdict": "PV:DECISION, repeatable: the verdict under prompt version PV is keep, reject or error",
+    "tag": "a VLM verdict carries this tag (repeatable: all must match)",
+    "dups": "1: has near-duplicates; 0: has none",
+    "group": "members of this near-duplicate group (the representative's Image id)",
+    "uncalibrated": "1: scored by an uncalibrated (random-weight) model; 0: calibrated only",
+    "sort": "new (default), old, indoor, -indoor, moderate, -moderate, vlm, -vlm ('-' = highest first)",
+}
+
+# sort name -> (Image field, descending). Score sorts hide images without that score, because a
+# keyset over NULLs cannot use the (score, id) index.
+SORTS = {
+    "new": ("id", True),
+    "old": ("id", False),
+    "indoor": ("clip_indoor_margin", False),
+    "-indoor": ("clip_indoor_margin", True),
+    "moderate": ("clip_moderate_margin", False),
+    "-moderate": ("clip_moderate_margin", True),
+    "vlm": ("vlm_score", False),
+    "-vlm": ("vlm_score", True),
+}
+SORT_LABELS = {
+    "new": "Newest",
+    "old": "Oldest",
+    "-vlm": "VLM score, high first",
+    "vlm": "VLM score, low first",
+    "-indoor": "Indoor margin, high first",
+    "indoor": "Indoor margin, low first",
+    "-moderate": "Moderate margin, high first",
+    "moderate": "Moderate margin, low first",
+}
+
+# Columns a card or a list needs; keeps wide rows (reasons, paths) off the hot path.
+CARD_FIELDS = (
+    "id", "thumbnail", "width", "height", "created_at", "auto_decision", "human_decision",
+    "final_decision", "clip_indoor_margin", "clip_moderate_margin", "object_count", "vlm_score",
+    "uncalibrated", "dup_group",
+)
+
+
+class FilterError(ValueError):
+    """A querystring value that is not valid for its filter; the message names the field."""
+
+
+def as_querydict(params):
+    """Accept a QueryDict, a plain dict (values may be lists) or a raw querystring."""
+    if isinstance(params, QueryDict):
+        return params
+    if params is None:
+        return QueryDict("")
+    if isinstance(params, str):
+        return QueryDict(params.lstrip("?"))
+    qd = QueryDict("", mutable=True)
+    for key, value in params.items():
+        if isinstance(value, (list, tuple)):
+            qd.setlist(key, [str(v) for v in value])
+        elif value is not None:
+            qd[key] = str(value)
+    return qd
+
+
+def _values(qd, name):
+    return [v.strip() for v in qd.getlist(name) if v is not None and v.strip() != ""]
+
+
+def _one(qd, name):
+    values = _values(qd, name)
+    return values[-1] if values else None
+
+
+def _int(qd, name):
+    value = _one(qd, name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise FilterError(f"{name}: expected a whole number, got {value!r}") from None
+
+
+def _float(qd, name):
+    value = _one(qd, name)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise FilterError(f"{name}: expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise FilterError(f"{name}: expected a finite number, got {value!r}")
+    return number
+
+
+def _flag(qd, name):
+    value = _one(qd, name)
+    if value is None:
+        return None
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise FilterError(f"{name}: expected 1 or 0, got {value!r}")
+
+
+def _decision(qd, name):
+    value = _one(qd, name)
+    if value is None:
+        return None
+    value = value.lower()
+    if value not in DECISION_VALUES:
+        raise FilterError(f"{name}: expected one of {', '.join(DECISION_VALUES)}, got {value!r}")
+    return value
+
+
+def _decision_q(field, value):
+    return Q(**{f"{field}__isnull": True}) if value == "none" else Q(**{field: value})
+
+
+def _tag_condition(tag):
+    if connection.vendor == "postgresql":
+        return Q(tags__contains=[tag])  # jsonb @>, served by a GIN index on tags
+    # SQLite has no JSON containment; match the JSON-encoded string inside the array text.
+    return Q(tags_text__contains=json.dumps(tag))
+
+
+def sort_name(params):
+    qd = as_querydict(params)
+    name = _one(qd, "sort") or "new"
+    if name not in SORTS:
+        raise FilterError(f"sort: expected one of {', '.join(SORTS)}, got {name!r}")
+    return name
+
+
+def filter_images(params, *, ordered=True):
+    """The Images matching a gallery querystring (QueryDict, dict or string).
+
+    Ordered by the querystring's sort (newest first by default) unless `ordered` is False.
+    Unknown keys are ignored (so `after` and other UI state can ride along); a bad value raises
+    FilterError naming the field.
+    """
+    from crawl.models import Source  # curation's models must not import crawl; this module may
+    from vlm.models import VlmVerdict
+
+    qd = as_querydict(params)
+    qs = Image.objects.all()
+
+    # Sightings: all conditions must hold for the same Source row.
+    source_q = Q()
+    run_id = _int(qd, "run")
+    if run_id is not None:
+        source_q &= Q(run_id=run_id)
+    provider = _one(qd, "provider")
+    if provider is not None:
+        if provider not in Source.Provider.values:
+            raise FilterError(f"provider: expected one of {', '.join(Source.Provider.values)}, got {provider!r}")
+        source_q &= Q(provider=provider)
+    query = _one(qd, "query")
+    if query is not None:
+        source_q &= Q(query=query)
+    seed = _one(qd, "seed")
+    if seed is not None:
+        source_q &= Q(seed_image_id=int(seed)) if seed.isdigit() else Q(seed_name=seed)
+    if source_q:
+        qs = qs.filter(Exists(Source.objects.filter(source_q, image=OuterRef("pk"))))
+
+    for field in ("final", "auto", "human"):
+        value = _decision(qd, field)
+        if value is not None:
+            qs = qs.filter(_decision_q(f"{field}_decision", value))
+    disagree = _flag(qd, "disagree")
+    if disagree is True:
+        qs = qs.filter(human_decision__isnull=False, auto_decision__isnull=False).exclude(
+            human_decision=F("auto_decision")
+        )
+    elif disagree is False:
+        qs = qs.exclude(Q(human_decision__isnull=False, auto_decision__isnull=False) & ~Q(
+            human_decision=F("auto_decision")
+        ))
+
+    for name, field in (("indoor", "clip_indoor_margin"), ("moderate", "clip_moderate_margin"),
+                        ("vlm", "vlm_score")):
+        low, high = _float(qd, f"{name}_min"), _float(qd, f"{name}_max")
+        if low is not None:
+            qs = qs.filter(**{f"{field}__gte": low})
+        if high is not None:
+            qs = qs.filter(**{f"{field}__lte": high})
+
+    # Verdicts: pv, model and tags describe one verdict; each `verdict=PV:DECISION` is its own.
+    model = _one(qd, "model")
+    verdict_base = Q(model=model) if model is not None else Q()
+    one_verdict = verdict_base
+    pv = _int(qd, "pv")
+    if pv is not None:
+        one_verdict &= Q(prompt_version_id=pv)
+    tags = _values(qd, "tag")
+    verdicts = VlmVerdict.objects.all()
+    if tags and connection.vendor != "postgresql":
+        verdicts = verdicts.annotate(tags_text=Cast("tags", TextField()))
+    for tag in tags:
+        one_verdict &= _tag_condition(tag)
+    if pv is not None or tags or (model is not None and not _values(qd, "verdict")):
+        qs = qs.filter(Exists(verdicts.filter(one_verdict, image=OuterRef("pk"))))
+    for spec in _values(qd, "verdict"):
+        pv_text, _, decision = spec.partition(":")
+        decision = decision.lower()
+        if not pv_text.isdigit() or decision not in ("keep", "reject", "error"):
+            raise FilterError(f"verdict: expected PROMPT_VERSION_ID:keep|reject|error, got {spec!r}")
+        cond = verdict_base & Q(prompt_version_id=int(pv_text))
+        cond &= Q(decision__isnull=True) if decision == "error" else Q(decision=decision)
+        qs = qs.filter(Exists(VlmVerdict.objects.filter(cond, image=OuterRef("pk"))))
+
+    dups = _flag(qd, "dups")
+    if dups is not None:
+        # A group of one is no duplicate: require another member sharing the group.
+        others = Exists(Image.objects.filter(dup_group_id=OuterRef("dup_group_id")).exclude(pk=OuterRef("pk")))
+        has_dups = Q(dup_group__isnull=False) & Q(others)
+        qs = qs.filter(has_dups) if dups else qs.exclude(has_dups)
+    group = _int(qd, "group")
+    if group is not None:
+        qs = qs.filter(Q(dup_group_id=group) | Q(pk=group))
+
+    uncalibrated = _flag(qd, "uncalibrated")
+    if uncalibrated is not None:
+        qs = qs.filter(uncalibrated=uncalibrated)
+
+    if not ordered:
+        return qs
+    field, descending = SORTS[sort_name(qd)]
+    if field != "id":
+        qs = qs.filter(**{f"{field}__isnull": False})
+    if descending:
+        return qs.order_by(F(field).desc(), "-id") if field != "id" else qs.order_by("-id")
+    return qs.order_by(field, "id") if field != "id" else qs.order_by("id")
+
+
+# --- Keyset pagination -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cursor:
+    value: float | None  # the sort value of the last row shown (None for id sorts)
+    id: int
+
+    def encode(self):
+        return str(self.id) if self.value is None else f"{self.value!r},{self.id}"
+
+    @classmethod
+    def decode(cls, text):
+        try:
+            if "," in text:
+                value, _, ident = text.partition(",")
+                number = float(value)
+                if not math.isfinite(number):
+                    raise ValueError(value)
+                return cls(number, int(ident))
+            return cls(None, int(text))
+        except ValueError:
+            raise FilterError(f"after: not a page cursor: {text!r}") from None
+
+
+def cursor_for(image, sort):
+    field, _ = SORTS[sort]
+    return Cursor(None if field == "id" else getattr(image, field), image.pk)
+
+
+def _after(qs, sort, cursor, *, backwards=False):
+    """Rows strictly after `cursor` in `sort` order (before it when `backwards`)."""
+    field, descending = SORTS[sort]
+    later = descending != backwards  # "after" means smaller values in a descending sort
+    op = "lt" if later else "gt"
+    if field == "id":
+        return qs.filter(**{f"id__{op}": cursor.id})
+    # `value <= v AND (value < v OR id < i)`: the first term bounds the (score, id) index scan,
+    # the second only breaks ties; a plain OR would make Postgres scan from the index's start.
+    bound = "lte" if later else "gte"
+    return qs.filter(**{f"{field}__{bound}": cursor.value}).filter(
+        Q(**{f"{field}__{op}": cursor.value}) | Q(**{f"id__{op}": cursor.id})
+    )
+
+
+def page(params, *, size=PAGE_SIZE):
+    """One page of the gallery: (images, next cursor text or None)."""
+    qd = as_querydict(params)
+    sort = sort_name(qd)
+    qs = filter_images(qd).only(*CARD_FIELDS)
+    after = _one(qd, "after")
+    if after is not None:
+        qs = _after(qs, sort, Cursor.decode(after))
+    rows = list(qs[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    return rows, (cursor_for(rows[-1], sort).encode() if more and rows else None)
+
+
+def neighbours(params, image):
+    """(previous, next) Image ids around `image` in the filtered, sorted list; None at either end."""
+    qd = as_querydict(params)
+    sort = sort_name(qd)
+    cursor = cursor_for(image, sort)
+    if SORTS[sort][0] != "id" and cursor.value is None:
+        return None, None  # the image has no value for this sort, so it is not in the list
+    qs = filter_images(qd)
+    nxt = _after(qs, sort, cursor).values_list("pk", flat=True).first()
+    prev = _after(qs.reverse(), sort, cursor, backwards=True).values_list("pk", flat=True).first()
+    return prev, nxt
+
+
+def estimate_count(params, *, exact_below=1000):
+    """(count, exact): an exact count when small, else the planner's estimate (no COUNT(*) scan)."""
+    qs = filter_images(params, ordered=False)
+    if connection.vendor == "postgresql":
+        sql, sql_params = qs.values("pk").query.sql_with_params()
+        with connection.cursor() as cur:
+            cur.execute("EXPLAIN (FORMAT JSON) " + sql, sql_params)
+            plan = cur.fetchone()[0]
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        estimate = int(plan[0]["Plan"]["Plan Rows"])
+        if estimate > exact_below:
+            return estimate, False
+    # Small (or SQLite): count at most exact_below + 1 rows, never the whole table.
+    n = qs.values("pk")[: exact_below + 1].count()
+    return (n, True) if n <= exact_below else (n, False)
+
+
+def querystring_without(params, *names):
+    """The querystring minus some keys (e.g. `after` for links that start at the top)."""
+    qd = as_querydict(params).copy()
+    for name in names:
+        qd.pop(name, None)
+    # Drop empty values so shared links stay short.
+    for key in list(qd.keys()):
+        values = _values(qd, key)
+        if values:
+            qd.setlist(key, values)
+        else:
+            del qd[key]
+    return qd.urlencode()
+
+
+def active_filters(params):
+    """[(name, value)] of the non-empty filters, for chips above the grid."""
+    qd = as_querydict(params)
+    return [(name, value) for name in FILTER_FIELDS if name != "sort" for value in _values(qd, name)]
+
+
+__all__ = [
+    "FILTER_FIELDS", "SORTS", "PAGE_SIZE", "FilterError", "filter_images", "page", "neighbours",
+    "estimate_count", "querystring_without", "active_filters", "as_querydict", "Decision",
+]
