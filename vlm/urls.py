@@ -1,4 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from vlm import views
 
 app_name = "vlm"
-urlpatterns = []
+urlpatterns = [
+    path("compare/", views.compare_view, name="compare"),
+    path("audit/", views.audit_view, name="audit"),
+]

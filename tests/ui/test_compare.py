@@ -1,0 +1,147 @@
+"""Prompt-version comparison: the agreement table, metrics against people, the chart and its links."""
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from django.contrib.auth.models import User
+
+from curation.gallery import filter_images
+from curation.models import Image
+from vlm import compare as cmp
+from vlm.models import PromptVersion, VlmVerdict
+
+pytestmark = pytest.mark.django_db
+
+
+def make_image(i, human=None):
+    return Image.objects.create(
+        sha256=f"{i:064x}", file=f"images/{i}.jpg", thumbnail=f"thumbs/{i}.jpg", width=640, height=480,
+        format="jpeg", byte_size=1000, dhash=i, human_decision=human, final_decision=human,
+    )
+
+
+def make_pv(name):
+    return PromptVersion.objects.create(name=name, system_text=name, user_template="judge", content_hash=name * 8)
+
+
+def verdict(image, pv, decision, score=None, model="m1", **kw):
+    return VlmVerdict.objects.create(image=image, prompt_version=pv, backend="openai", model=model,
+                                     decision=decision, score=score, **kw)
+
+
+@pytest.fixture
+def data():
+    a, b = make_pv("v1"), make_pv("v2")
+    # (A decision, A score, B decision, B score, human)
+    plan = [
+        ("keep", 0.9, "keep", 0.8, "keep"),      # TP for both
+        ("keep", 0.4, "keep", 0.7, "reject"),    # FP for both; A drops out at threshold 0.5
+        ("keep", 0.7, "reject", 0.2, "keep"),    # A TP, B FN
+        ("reject", 0.1, "keep", 0.9, "keep"),    # A FN, B TP
+        ("reject", 0.2, "reject", 0.1, None),    # agree, no human
+        ("keep", 0.8, None, None, None),         # only A: B errored
+        ("reject", 0.3, "absent", None, None),   # only A: B never judged
+    ]
+    images = []
+    for i, (da, sa, db, sb, human) in enumerate(plan, start=1):
+        img = make_image(i, human)
+        images.append(img)
+        verdict(img, a, da, sa)
+        if db == "absent":
+            continue
+        verdict(img, b, db, sb, error="" if db else "timeout")
+    only_b = make_image(99)
+    verdict(only_b, b, "keep", 0.9)
+    # Another model under A must not leak into the m1 comparison.
+    verdict(images[0], a, "reject", 0.1, model="other")
+    return a, b, images, only_b
+
+
+def test_agreement_table_and_rate(data):
+    a, b, _, _ = data
+    c = cmp.compare(cmp.Side(a, "m1"), cmp.Side(b, "m1"))
+    assert c.table == {"keep": {"keep": 2, "reject": 1}, "reject": {"keep": 1, "reject": 1}}
+    assert c.both == 5
+    assert c.agreement == pytest.approx(3 / 5)
+    assert c.only_a == 2  # B's error is not a vote
+    assert c.only_b == 1
+
+
+def test_metrics_against_human_decisions(data):
+    a, b, _, _ = data
+    c = cmp.compare(cmp.Side(a, "m1"), cmp.Side(b, "m1"))
+    # A: TP 2 (img1, img3), FP 1 (img2), FN 1 (img4)
+    assert (c.metrics_a.tp, c.metrics_a.fp, c.metrics_a.fn, c.metrics_a.tn) == (2, 1, 1, 0)
+    assert c.metrics_a.precision == pytest.approx(2 / 3)
+    assert c.metrics_a.recall == pytest.approx(2 / 3)
+    assert c.metrics_a.f1 == pytest.approx(2 / 3)
+    # B: TP 2 (img1, img4), FP 1 (img2), FN 1 (img3)
+    assert (c.metrics_b.tp, c.metrics_b.fp, c.metrics_b.fn) == (2, 1, 1)
+
+
+def test_threshold_curve_moves_with_min_score(data):
+    a, b, _, _ = data
+    c = cmp.compare(cmp.Side(a, "m1"), cmp.Side(b, "m1"))
+    curve = {round(t, 2): (p, r) for t, p, r in c.curve_a}
+    assert curve[0.0] == pytest.approx((2 / 3, 2 / 3))
+    # At 0.5 the FP (score 0.4) drops out: precision 1, recall unchanged.
+    assert curve[0.5] == pytest.approx((1.0, 2 / 3))
+    # At 0.8 only img1 (0.9) is still keep.
+    assert curve[0.8] == pytest.approx((1.0, 1 / 3))
+    # Above every score nothing is predicted keep: precision undefined, recall 0.
+    assert curve[1.0][0] is None and curve[1.0][1] == 0
+    chart = cmp.chart(c)
+    assert not chart["empty"] and len(chart["series"]) == 4
+    assert all(line.count(",") >= 2 for s in chart["series"] for line in s["lines"])
+
+
+def test_cell_links_open_exactly_those_images_in_the_gallery(data):
+    a, b, images, _ = data
+    side_a, side_b = cmp.Side(a, "m1"), cmp.Side(b, "m1")
+    url = cmp.cell_url((side_a, "keep"), (side_b, "reject"))
+    assert urlsplit(url).path == "/"
+    params = parse_qsl(urlsplit(url).query)
+    assert ("verdict", f"{a.pk}:keep") in params and ("verdict", f"{b.pk}:reject") in params
+    assert ("model", "m1") in params
+    ids = set(filter_images(urlsplit(url).query).values_list("pk", flat=True))
+    assert ids == {images[2].pk}
+    tp = cmp.cell_url((side_b, "keep"), human="keep")
+    assert set(filter_images(urlsplit(tp).query).values_list("pk", flat=True)) == {images[0].pk, images[3].pk}
+
+
+def test_compare_page_requires_login(client):
+    response = client.get("/vlm/compare/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_compare_page_shows_table_metrics_chart_and_escapes_names(client, data):
+    a, b, _, _ = data
+    a.name = "<script>alert(1)</script>"
+    a.save()
+    user = User.objects.create_user("rev", password="pw-12345678")
+    client.force_login(user)
+    response = client.get("/vlm/compare/", {"a": a.pk, "b": b.pk, "model_a": "m1", "model_b": "m1"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'id="agreement-rate">60' in html
+    assert 'data-cell="keep-reject">1</a>' in html
+    assert f"verdict={a.pk}%3Akeep&amp;verdict={b.pk}%3Areject" in html
+    assert "<svg" in html and "<polyline" in html
+    assert "0.667" in html  # A's precision
+
+
+def test_compare_page_defaults_to_newest_two_versions_and_most_used_model(client, data):
+    a, b, _, _ = data
+    client.force_login(User.objects.create_user("rev", password="pw-12345678"))
+    response = client.get("/vlm/compare/")
+    assert response.status_code == 200
+    assert response.context["side_a"].prompt_version == a and response.context["side_b"].prompt_version == b
+    assert response.context["side_a"].model == "m1"
+
+
+def test_compare_page_without_versions_says_so(client):
+    client.force_login(User.objects.create_user("rev", password="pw-12345678"))
+    response = client.get("/vlm/compare/")
+    assert response.status_code == 200
+    assert b"At least two prompt versions" in response.content
