@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
+from rq import Callback
 from rq.job import Job, JobStatus
 
 from curation.models import Run
@@ -146,8 +147,8 @@ def enqueue_batches(run, job_func, batches, *, queue):
         except Exception:  # NoSuchJobError: not enqueued yet
             pass
         ids.append(job_id)
-        q.enqueue(job_func, run.pk, job_id=job_id, on_failure=job_failed, failure_ttl=7 * 86400,
-                  result_ttl=86400, **{"kwargs": kwargs} if kwargs else {})
+        q.enqueue(job_func, args=(run.pk,), kwargs=kwargs or {}, job_id=job_id,
+                  on_failure=Callback(job_failed), failure_ttl=7 * 86400, result_ttl=86400)
     Run.objects.filter(pk=run.pk).update(
         jobs_total=F("jobs_total") + len(ids),
     )

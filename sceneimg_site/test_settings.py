@@ -7,18 +7,21 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
 os.environ.setdefault("SCENEIMG_CLIP_PRETRAINED", "none")
 
 from sceneimg_site.settings import *  # noqa: E402,F401,F403
-from sceneimg_site.settings import DATABASES  # noqa: E402
+from sceneimg_site.settings import DATABASES, VAR_DIR  # noqa: E402
 
 SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
-MEDIA_ROOT = tempfile.mkdtemp(prefix="sceneimg-test-media-")
+MEDIA_ROOT = os.environ.get("MEDIA_ROOT") or tempfile.mkdtemp(prefix="sceneimg-test-media-")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Separate test databases let several test sessions share one Postgres server.
-if os.environ.get("SCENEIMG_TEST_DB"):
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not memory, so worker processes started by tests see the same database.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("SCENEIMG_TEST_DB") or str(VAR_DIR / "test.sqlite3")}
+elif os.environ.get("SCENEIMG_TEST_DB"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["SCENEIMG_TEST_DB"]}
 SCENEIMG_HEARTBEAT_SECONDS = 1
