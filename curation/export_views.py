@@ -1,0 +1,98 @@
+"""Export from the browser: choose a filter, follow the run's progress, download the zip."""
+from pathlib import Path
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+
+from curation import export, export_jobs
+from curation.gallery import FilterError, estimate_count, querystring_without
+from curation.models import Run
+from curation.run_views import STOP_POLLING, ExportLaunchForm, row_context
+
+RECENT = 20
+
+
+def _initial_filter(request):
+    """`?filter=...` wins; else the page's own querystring (a gallery link); else final=keep."""
+    if "filter" in request.GET:
+        return request.GET["filter"].lstrip("?")
+    own = querystring_without(request.GET, "after", "format")
+    return own or export.DEFAULT_FILTER
+
+
+def _export_run(run_id):
+    return get_object_or_404(Run.objects.select_related("created_by"), pk=run_id, kind=Run.Kind.EXPORT)
+
+
+@login_required
+def export_new(request):
+    if request.method == "POST":
+        form = ExportLaunchForm(request.POST)
+        if form.is_valid():
+            fmt = form.cleaned_data["format"]
+            if fmt == "folder" and not request.user.is_staff:
+                form.add_error("format", "Only staff can write an export to a folder on the server.")
+            else:
+                run = export_jobs.launch_export(form.cleaned_data["filter"], fmt, user=request.user)
+                messages.success(request, f"Export run #{run.pk} {run.status}.")
+                return redirect(reverse("curation:export_detail", args=[run.pk]))
+    else:
+        form = ExportLaunchForm(initial={"filter": _initial_filter(request)})
+    filter_value = form["filter"].value() or ""
+    try:
+        estimate = estimate_count(filter_value)
+    except FilterError:
+        estimate = None
+    recent = Run.objects.filter(kind=Run.Kind.EXPORT).select_related("created_by").order_by("-id")[:RECENT]
+    return render(request, "curation/export.html", {
+        "form": form, "estimate": estimate, "recent": [row_context(request, run) for run in recent],
+    })
+
+
+@login_required
+def export_detail(request, run_id):
+    run = _export_run(run_id)
+    return render(request, "curation/export_detail.html", {**row_context(request, run), **_download(run)})
+
+
+@login_required
+def export_progress(request, run_id):
+    """Polled by htmx while the export runs; answers 286 (stop polling) once it has ended."""
+    run = _export_run(run_id)
+    response = render(request, "curation/_run_export_status.html", {**row_context(request, run), **_download(run)})
+    if not run.is_active:
+        response.status_code = STOP_POLLING
+    return response
+
+
+def _download(run):
+    path = finished_zip(run)
+    return {
+        "download_url": reverse("curation:export_download", args=[run.pk]) if path else None,
+        "download_size": path.stat().st_size if path else None,
+        "folder": run.result if run.status == Run.Status.DONE and run.params.get("format") == "folder" else "",
+    }
+
+
+def finished_zip(run):
+    """The run's zip, only if it is done, a zip, and inside the export folder (never an arbitrary path)."""
+    if run.status != Run.Status.DONE or run.params.get("format", "zip") != "zip" or not run.result:
+        return None
+    path = Path(run.result).resolve()
+    root = export.export_root()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path
+
+
+@login_required
+def export_download(request, run_id):
+    run = _export_run(run_id)
+    path = finished_zip(run)
+    if path is None:
+        raise Http404("This export has no file to download (not finished, a folder export, or removed).")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=f"sceneimg-export-{run.pk}.zip",
+                         content_type="application/zip")
