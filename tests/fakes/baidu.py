@@ -501,23 +501,21 @@ def main():
 
 
 
-try:
-    import pytest
-except ImportError:  # running the fake by hand without the test extras
-    pytest = None
 
-if pytest is not None:
-    @pytest.fixture
-    def fake_baidu(settings):
-        """A running FakeBaidu with the settings pointed at it (import this fixture into a test module)."""
-        with FakeBaidu() as fake:
-            settings.SCENEIMG_BAIDU_IMAGE_URL = fake.url
-            settings.SCENEIMG_BAIDU_GRAPH_URL = fake.url
-            settings.SCENEIMG_BAIDU_PACING = 0
-            settings.SCENEIMG_FETCH_ALLOW_PRIVATE = ["127.0.0.1"]
-            settings.SCENEIMG_FETCH_BACKOFF = 0
-            yield fake
+def serve_for_test(settings, **switches):
+    """Start a FakeBaidu and point the settings at it; a test module wraps this in its own fixture:
 
+        @pytest.fixture
+        def fake_baidu(settings):
+            yield from serve_for_test(settings)
+    """
+    with FakeBaidu(**switches) as fake:
+        settings.SCENEIMG_BAIDU_IMAGE_URL = fake.url
+        settings.SCENEIMG_BAIDU_GRAPH_URL = fake.url
+        settings.SCENEIMG_BAIDU_PACING = 0
+        settings.SCENEIMG_FETCH_ALLOW_PRIVATE = ["127.0.0.1"]
+        settings.SCENEIMG_FETCH_BACKOFF = 0
+        yield fake
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,317 @@
+"""Baidu Images keyword crawl (reference/baidu-protocol.md §1): the stage behind `crawl_baidu`.
+
+Warm-up for cookies, browser-like headers, acjson paging until listNum / a short page / the reachable
+cap, tolerant parsing, then every result goes through the one ingest path with its fallbacks
+(replaceUrl copies, then Baidu's thumbnail). When Baidu refuses (antiFlag, captcha) the client backs
+off a bounded number of times, then gives up on that query with a clear error on the Run.
+"""
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import close_old_connections, connections, transaction
+from django.utils.text import slugify
+
+from crawl.baidu_protocol import NotJson, is_antiflag, loads_tolerant, looks_like_captcha, parse_keyword_page
+from crawl.fetcher import Fetcher, FetchError, HTTPStatusError
+from crawl.ingest import Filters, Sighting, ingest_url
+from crawl.models import Source
+from curation.models import Run
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 30  # what the web page asks for; the fake (and probably Baidu) caps rn at 60
+REACHABLE_CAP = 2000  # Baidu serves about 2,000 results per query (QYT #34); deeper pages repeat
+REFUSED_QUERIES_BEFORE_STOP = 2  # consecutive refused queries: Baidu is blocking us, stop the run
+ACCEPT_LANGUAGE = "zh-CN,zh;q=0.9,en;q=0.8"
+
+
+class BaiduRefused(Exception):
+    """Baidu kept answering antiFlag or a captcha after the bounded retries."""
+
+
+class BaiduError(Exception):
+    """Baidu answered something we cannot read (not JSON, an unexpected shape)."""
+
+
+def image_base():
+    return settings.SCENEIMG_BAIDU_IMAGE_URL.rstrip("/")
+
+
+def refusal_retries():
+    return int(getattr(settings, "SCENEIMG_BAIDU_REFUSAL_RETRIES", 3))
+
+
+def refusal_backoff():
+    """Seconds before the first retry after a refusal; doubles each time. Follows the pacing setting."""
+    default = max(float(settings.SCENEIMG_BAIDU_PACING), 0.0) * 10
+    return float(getattr(settings, "SCENEIMG_BAIDU_REFUSAL_BACKOFF", default))
+
+
+def browser_headers(referer):
+    return {"Accept-Language": ACCEPT_LANGUAGE, "Referer": referer}
+
+
+class Pacer:
+    """Keeps successive requests to Baidu at least `interval` seconds apart (shared by threads)."""
+
+    def __init__(self, interval=None, sleep=time.sleep):
+        self.interval = float(settings.SCENEIMG_BAIDU_PACING if interval is None else interval)
+        self.sleep = sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self):
+        if self.interval <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(now, self._next) + self.interval
+        if delay > 0:
+            self.sleep(delay)
+
+
+def append_run_error(run, message):
+    """Record a problem on the Run without failing it (the run goes on with the next query or seed)."""
+    log.warning("%s", message)
+    if run is None:
+        return
+    with transaction.atomic():
+        current = Run.objects.select_for_update().values_list("error", flat=True).get(pk=run.pk)
+        if message not in current:
+            Run.objects.filter(pk=run.pk).update(error=f"{current}\n{message}".strip()[:5000])
+
+
+@contextmanager
+def db_pool(workers, prefix):
+    """A thread pool whose threads close their database connections when it ends.
+
+    Threads that touch the ORM each open a connection, and Django closes none of them for us: a
+    long crawl would otherwise leave one idle Postgres session per download thread.
+    """
+    workers = max(1, int(workers))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=prefix)
+    try:
+        yield pool
+    finally:
+        barrier = threading.Barrier(workers)
+
+        def close_here():
+            try:
+                barrier.wait(timeout=10)  # one task per thread: every thread is blocked here at once
+            except threading.BrokenBarrierError:
+                pass
+            connections.close_all()
+
+        for future in [pool.submit(close_here) for _ in range(workers)]:
+            future.result()
+        pool.shutdown()
+
+
+class KeywordClient:
+    """acjson with a warmed-up cookie jar, browser headers and bounded back-off on refusals."""
+
+    def __init__(self, fetcher, *, base_url=None, pacer=None, retries=None, backoff=None, sleep=time.sleep):
+        self.fetcher = fetcher
+        self.base = (base_url or image_base()).rstrip("/")
+        self.pacer = pacer or Pacer(sleep=sleep)
+        self.retries = refusal_retries() if retries is None else retries
+        self.backoff = refusal_backoff() if backoff is None else backoff
+        self.sleep = sleep
+        self.warmed = False
+        self.requests = 0
+
+    def _get(self, url, **kw):
+        self.pacer.wait()
+        self.requests += 1
+        return self.fetcher.get(url, **kw)
+
+    def warm_up(self, query=""):
+        """Visit the home page and the search page like a browser: Baidu sets BAIDUID there (SXNG #6314)."""
+        headers = browser_headers(self.base + "/")
+        self._get(self.base + "/", headers={**headers, "Accept": "text/html,application/xhtml+xml,*/*"})
+        if query:
+            self._get(f"{self.base}/search/index", params={"tn": "baiduimage", "word": query},
+                      headers={**headers, "Accept": "text/html,application/xhtml+xml,*/*"})
+        self.warmed = True
+
+    def acjson_params(self, query, pn, rn):
+        return {
+            "tn": "resultjson_com", "logid": str(int(time.time() * 1e6))[-19:], "ipn": "rj", "ct": "201326592",
+            "is": "", "fp": "result", "fr": "", "word": query, "queryWord": query, "cl": "2", "lm": "-1",
+            "ie": "utf-8", "oe": "utf-8", "adpicid": "", "st": "-1", "z": "", "ic": "", "hd": "", "latest": "",
+            "copyright": "", "s": "", "se": "", "tab": "", "width": "", "height": "", "face": "0", "istype": "2",
+            "qc": "", "nc": "1", "expermode": "", "nojc": "", "isAsync": "", "pn": str(pn), "rn": str(rn),
+            "gsm": format(pn, "x"), str(int(time.time() * 1000)): "",
+        }
+
+    def page(self, query, pn, rn=PAGE_SIZE):
+        """The parsed acjson answer for one page. Raises BaiduRefused or BaiduError."""
+        referer = f"{self.base}/search/index?" + urlencode({"tn": "baiduimage", "word": query})
+        headers = {**browser_headers(referer), "Accept": "text/plain, */*; q=0.01",
+                   "X-Requested-With": "XMLHttpRequest"}
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                delay = self.backoff * 2 ** (attempt - 1)
+                log.info("Baidu refused %r at offset %d (%s); retrying in %.1fs", query, pn, last, delay)
+                self.sleep(delay)
+                self.fetcher.session.cookies.clear()  # a fresh identity, as a browser restart would be
+                self.warmed = False
+            try:
+                if not self.warmed:
+                    self.warm_up(query)
+                resp = self._get(f"{self.base}/search/acjson", params=self.acjson_params(query, pn, rn),
+                                 headers=headers)
+            except HTTPStatusError as exc:
+                if exc.status in (403, 429):
+                    last = f"HTTP {exc.status}"
+                    continue
+                raise BaiduError(f"Baidu acjson failed: {exc}") from exc
+            except FetchError as exc:
+                raise BaiduError(f"Baidu acjson failed: {exc}") from exc
+            text = resp.content.decode("utf-8", errors="replace")
+            if looks_like_captcha(resp.url, text):
+                last = "captcha"
+                continue
+            try:
+                payload = loads_tolerant(text)
+            except NotJson as exc:
+                last = f"not JSON: {exc}"  # June 2020 (KONG #12): a block page, not a parse bug
+                continue
+            if is_antiflag(payload):
+                last = f"antiFlag: {payload.get('message', '')}".strip()
+                continue
+            if not isinstance(payload, dict):
+                raise BaiduError(f"Baidu acjson answered {type(payload).__name__}, not an object")
+            return payload
+        raise BaiduRefused(
+            f"Baidu refused the request: anti-spider ({last}) for query {query!r} at offset {pn}, "
+            f"after {self.retries + 1} tries"
+        )
+
+
+def _label_dir(output, name, label):
+    folder = Path(output) / (slugify(name, allow_unicode=True) or "query")
+    if label:
+        folder = folder / label
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def write_output(source, folder, meta):
+    """The old folder layout: the stored file and a sidecar JSON with where it came from."""
+    image = source.image
+    ext = "png" if image.format == "png" else "jpg"
+    target = Path(folder) / f"{image.sha256[:20]}.{ext}"
+    if not target.exists():
+        with default_storage.open(image.file.name, "rb") as src:
+            target.write_bytes(src.read())
+    sidecar = {**meta, "url": source.url, "page_url": source.page_url, "title": source.title,
+               "rank": source.rank, "width": image.width, "height": image.height, "sha256": image.sha256,
+               "image_id": image.pk, "source_id": source.pk, "fetched_from": source.extra.get("fetched_from", "")}
+    target.with_suffix(".json").write_text(json.dumps(sidecar, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def mark_thumbnail_fallback(source, hit):
+    """Record on the Source that the original failed and Baidu's thumbnail is what we stored."""
+    if source.extra.get("fetched_from") and source.extra.get("fetched_from") == hit.thumb_url != hit.url:
+        source.extra["fetched_via"] = "thumbnail"
+        source.reason = source.reason or "original could not be fetched; Baidu's thumbnail was stored"
+        Source.objects.filter(pk=source.pk).update(extra=source.extra, reason=source.reason)
+
+
+def crawl_keywords(tracker, queries, *, limit_per_query=200, per_host=None, batch_size=20, debug=False,
+                   output=None, label="", filters=None, fetcher=None, skip_known=True, page_size=PAGE_SIZE,
+                   client=None):
+    """Crawl each query and ingest every result. Refused queries are recorded on the Run and skipped."""
+    queries = [q.strip() for q in queries if q and q.strip()]
+    if not queries:
+        raise BaiduError("no queries: give --query, --query-file or --default-queries")
+    run = tracker.run
+    base = image_base()
+    fetcher = fetcher or Fetcher(per_host=per_host, headers=browser_headers(base + "/"))
+    client = client or KeywordClient(fetcher, base_url=base)
+    filters = filters or Filters.from_params(debug=debug)
+    tracker.set_total(len(queries) * limit_per_query)
+    refused, in_a_row, last_refusal = [], 0, ""
+
+    with db_pool(batch_size, "baidu-dl") as pool:
+        for index, query in enumerate(queries):
+            tracker.check_cancelled()
+            try:
+                taken = crawl_query(tracker, client, query, pool, limit=limit_per_query, fetcher=fetcher,
+                                    filters=filters, output=output, label=label, skip_known=skip_known,
+                                    page_size=page_size, debug=debug)
+                in_a_row = 0
+            except BaiduRefused as exc:
+                refused.append(query)
+                last_refusal = str(exc)
+                in_a_row += 1
+                tracker.count("_refused_queries")
+                append_run_error(run, str(exc))
+                if in_a_row >= REFUSED_QUERIES_BEFORE_STOP and index + 1 < len(queries):
+                    rest = len(queries) - index - 1
+                    append_run_error(run, f"stopped: Baidu refused {in_a_row} queries in a row; "
+                                          f"{rest} queries not crawled")
+                    break
+                continue
+            if taken < limit_per_query:  # the query ran dry: shrink the expected total
+                tracker.add_total(taken - limit_per_query)
+    tracker.flush()
+    if refused and not any(tracker.counts.get(k) for k in ("stored", "duplicate", "invalid", "error")):
+        raise BaiduRefused(f"{last_refusal}; nothing was crawled ({len(refused)} of {len(queries)} queries refused)")
+    return tracker.counts
+
+
+def crawl_query(tracker, client, query, pool, *, limit, fetcher, filters, output=None, label="",
+                skip_known=True, page_size=PAGE_SIZE, debug=False):
+    """Page through one query; returns how many results were taken."""
+    run = tracker.run
+    folder = _label_dir(output, query, label) if output else None
+    taken, pn = 0, 0
+    while taken < limit and pn < REACHABLE_CAP:
+        tracker.check_cancelled()
+        payload = client.page(query, pn, page_size)
+        try:
+            page = parse_keyword_page(payload)
+        except NotJson as exc:
+            raise BaiduError(f"Baidu acjson for {query!r} at offset {pn}: {exc}") from None
+        hits = page.hits[: limit - taken]
+        if debug:
+            log.info("%r pn=%d: %d results (listNum %s)", query, pn, page.raw_count, page.list_num)
+
+        def one(args, base_rank=pn):
+            i, hit = args
+            try:
+                tracker.check_cancelled()
+                sighting = Sighting(
+                    provider=Source.Provider.BAIDU, query=query, page_url=hit.page_url, title=hit.title,
+                    rank=base_rank + i + 1, extra={**hit.extra, "label": label, "listed_size": [hit.width, hit.height]},
+                )
+                source = ingest_url(hit.url, sighting, fetcher=fetcher, run=run, filters=filters, tracker=tracker,
+                                    skip_known=skip_known, fallback_urls=hit.fallbacks)
+                mark_thumbnail_fallback(source, hit)
+                if folder is not None and source.outcome == Source.Outcome.STORED:
+                    write_output(source, folder, {"query": query, "label": label, "provider": "baidu"})
+                return source.outcome
+            finally:
+                close_old_connections()
+
+        for _ in pool.map(one, enumerate(hits)):
+            pass
+        taken += len(hits)
+        pn += page.raw_count
+        if page.raw_count == 0 or page.raw_count < page_size:
+            break  # an empty or short page is the end
+        if page.list_num is not None and pn >= page.list_num:
+            break
+    return taken
