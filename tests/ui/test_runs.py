@@ -1,0 +1,158 @@
+"""The runs pages: list, live rows that stop polling, cancel, staff launch forms."""
+from datetime import timedelta
+
+import django_rq
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from curation import run_views
+from curation.models import Run
+from sceneimg_site import queues
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def reviewer(client):
+    user = User.objects.create_user("rev", password="pw-12345678")
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def staff(client):
+    user = User.objects.create_user("boss", password="pw-12345678", is_staff=True)
+    client.force_login(user)
+    return user
+
+
+def test_runs_pages_require_login(client):
+    run = Run.objects.create(kind="clip")
+    for url in ("/runs/", f"/runs/{run.pk}/", f"/runs/{run.pk}/row/"):
+        response = client.get(url)
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"], url
+
+
+def test_list_shows_status_counters_progress_and_escaped_errors(client, reviewer):
+    Run.objects.create(kind="import", status="running", total=200, counters={"stored": 40, "duplicate": 10},
+                       heartbeat_at=timezone.now())
+    Run.objects.create(kind="vlm", status="failed", error="<script>alert('x')</script> boom")
+    html = client.get("/runs/").content.decode()
+    assert 'value="25"' in html and "50 / 200" in html  # (40 + 10) / 200
+    assert "stored&nbsp;40" in html
+    assert "<script>alert" not in html and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; boom" in html
+    assert 'hx-trigger="every 2s"' in html  # the running run polls
+    assert "Launch a run" not in html  # not staff
+
+
+def test_listing_fails_runs_whose_worker_stopped_beating(client, reviewer):
+    stale = Run.objects.create(kind="clip", status="running",
+                               heartbeat_at=timezone.now() - timedelta(seconds=3600))
+    client.get("/runs/")
+    stale.refresh_from_db()
+    assert stale.status == "failed" and "worker died" in stale.error
+
+
+def test_row_polls_while_active_and_answers_286_when_ended(client, reviewer):
+    run = Run.objects.create(kind="clip", status="running", heartbeat_at=timezone.now(), total=10,
+                             counters={"processed": 3})
+    active = client.get(f"/runs/{run.pk}/row/")
+    assert active.status_code == 200 and b'hx-trigger="every 2s"' in active.content
+    assert b'value="30"' in active.content
+    Run.objects.filter(pk=run.pk).update(status="done", counters={"processed": 10})
+    ended = client.get(f"/runs/{run.pk}/row/")
+    assert ended.status_code == run_views.STOP_POLLING == 286
+    assert b"hx-trigger" not in ended.content and b'value="100"' in ended.content
+    card = client.get(f"/runs/{run.pk}/row/", {"view": "card"})
+    assert card.status_code == 286 and b'id="run-card-' in card.content
+
+
+def test_detail_page(client, reviewer):
+    run = Run.objects.create(kind="export", status="queued", params={"filter": "final=keep"})
+    html = client.get(f"/runs/{run.pk}/").content.decode()
+    assert "filter: final=keep" in html and f"/export/{run.pk}/" in html
+
+
+def test_staff_cancels_a_run_and_its_queued_jobs(client, staff, redis_conn, django_capture_on_commit_callbacks):
+    from curation import export_jobs
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run = export_jobs.launch_export("final=keep")
+    assert django_rq.get_queue(queues.EXPORT).count == 1
+    response = client.post(f"/runs/{run.pk}/cancel/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 286
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    assert django_rq.get_queue(queues.EXPORT).count == 0
+
+
+def test_only_staff_or_the_launcher_may_cancel(client, reviewer):
+    other = Run.objects.create(kind="clip", status="queued")
+    assert client.post(f"/runs/{other.pk}/cancel/").status_code == 403
+    other.refresh_from_db()
+    assert other.status == "queued"
+    mine = Run.objects.create(kind="export", status="queued", created_by=reviewer)
+    assert client.post(f"/runs/{mine.pk}/cancel/").status_code == 302
+    mine.refresh_from_db()
+    assert mine.status == "cancelled"
+
+
+def test_cancel_needs_post(client, staff):
+    run = Run.objects.create(kind="clip", status="queued")
+    assert client.get(f"/runs/{run.pk}/cancel/").status_code == 405
+
+
+def test_launch_forms_are_for_staff_only(client, reviewer, tmp_path):
+    response = client.post("/runs/launch/import_folder/", {"import_folder-path": str(tmp_path)})
+    assert response.status_code == 403
+    assert not Run.objects.exists()
+
+
+def test_staff_sees_forms_for_stages_whose_jobs_exist(client, staff):
+    response = client.get("/runs/")
+    keys = [launcher.key for launcher, _ in response.context["launchers"]]
+    assert {"import_folder", "import_urls", "export"} <= set(keys)
+    for launcher in run_views.LAUNCHERS:
+        assert (launcher.key in keys) == (launcher.job_func() is not None)
+    assert b'id="launch-import_folder"' in response.content
+
+
+def test_a_stage_without_its_job_function_has_no_form(client, staff, monkeypatch):
+    ghost = run_views.Launcher("ghost", "Ghost stage", "clip", "curation.no_such_module:job", queues.SCORE,
+                               run_views.ExportLaunchForm, lambda c: c)
+    monkeypatch.setattr(run_views, "LAUNCHERS", run_views.LAUNCHERS + [ghost])
+    response = client.get("/runs/")
+    assert "ghost" not in [launcher.key for launcher, _ in response.context["launchers"]]
+    assert "Ghost stage" in response.context["missing_launchers"]
+    assert client.post("/runs/launch/ghost/", {}).status_code == 404
+
+
+def test_staff_launches_a_folder_import(client, staff, tmp_path, redis_conn, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/runs/launch/import_folder/", {
+            "import_folder-path": str(tmp_path), "import_folder-recursive": "on", "import_folder-label": "batch 1"})
+    run = Run.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/runs/#run-{run.pk}"
+    assert run.kind == "import" and run.created_by == staff and run.label == "batch 1"
+    assert run.params == {"path": str(tmp_path.resolve()), "recursive": True, "label": "batch 1"}
+    job = django_rq.get_queue(queues.CRAWL).jobs[0]
+    assert job.func_name == "crawl.jobs.import_folder_job" and job.args == (run.pk,)
+
+
+def test_staff_launches_a_url_list_import(client, staff, settings, tmp_path, redis_conn,
+                                          django_capture_on_commit_callbacks):
+    settings.VAR_DIR = tmp_path
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/runs/launch/import_urls/", {
+            "import_urls-urls": "http://a.test/1.jpg\nhttp://a.test/2.jpg\n", "import_urls-workers": "4"})
+    run = Run.objects.get()
+    assert run.params["workers"] == 4
+    assert open(run.params["file"]).read().split() == ["http://a.test/1.jpg", "http://a.test/2.jpg"]
+    assert run.params["file"].startswith(str(tmp_path))
+
+
+def test_bad_launch_form_says_why_and_launches_nothing(client, staff):
+    response = client.post("/runs/launch/import_folder/", {"import_folder-path": "/no/such/folder"}, follow=True)
+    assert "is not a folder on the server" in response.content.decode()
+    assert not Run.objects.exists()
