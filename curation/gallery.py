@@ -316,8 +316,9 @@ def _after(qs, sort, cursor, *, backwards=False):
     )
 
 
-def page(params, *, size=PAGE_SIZE):
+def page(params, *, size=None):
     """One page of the gallery: (images, next cursor text or None)."""
+    size = size or PAGE_SIZE
     qd = as_querydict(params)
     sort = sort_name(qd)
     qs = filter_images(qd).only(*CARD_FIELDS)

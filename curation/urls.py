@@ -1,7 +1,18 @@
 from django.urls import include, path
 
+from curation import views
+
 app_name = "curation"
 urlpatterns = [
+    path("", views.gallery_view, name="gallery"),
+    path("count/", views.gallery_count, name="gallery_count"),
+    path("images/<int:pk>/", views.image_detail, name="image_detail"),
+    path("images/<int:pk>/thumb", views.image_file, {"kind": "thumb"}, name="image_thumb"),
+    path("images/<int:pk>/full", views.image_file, {"kind": "full"}, name="image_full"),
+    path("images/<int:pk>/decide/", views.decide, name="decide"),
+    path("review/", views.decide_selection, name="review_selection"),
+    path("review/bulk/", views.review_bulk, name="review_bulk"),
+    path("review/undo/", views.review_undo, name="review_undo"),
     path("runs/", include("curation.run_urls")),
     path("export/", include("curation.export_urls")),
 ]

@@ -1,0 +1,170 @@
+"""Human decisions: set, clear and undo them, one image or many, always leaving a Review row.
+
+A Review records the human decision before (`old`) and after (`new`) a change; None means "no
+human decision", so the final decision falls back to the automatic one. Undo is itself a change
+and is recorded the same way, so the history reads as it happened.
+"""
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+
+from curation import gallery, runs
+from curation.models import Decision, Image, Review, Run
+from sceneimg_site import queues
+
+CHUNK = 1000
+NOTE_MAX = 500
+
+
+class ReviewError(ValueError):
+    """An invalid review request; the message says what was wrong."""
+
+
+def parse_decision(value):
+    """'keep' / 'reject' -> that decision; 'clear' / '' / None -> None (no human decision)."""
+    if value in (None, "", "clear", "none"):
+        return None
+    if value in Decision.values:
+        return value
+    raise ReviewError(f"decision: expected keep, reject or clear, got {value!r}")
+
+
+def _apply(changes, user, notes):
+    """Set the human decision of each image in `changes` {image_id: new}, recording a Review for every
+    real change. `notes` maps image_id -> note. Returns the created Reviews."""
+    if not changes:
+        return []
+    with transaction.atomic():
+        # Lock in id order so two reviewers' overlapping bulk actions cannot deadlock.
+        current = dict(
+            Image.objects.select_for_update().filter(pk__in=list(changes)).order_by("pk")
+            .values_list("pk", "human_decision")
+        )
+        reviews = [
+            Review(image_id=pk, user=user, old=old, new=changes[pk], note=notes.get(pk, "")[:NOTE_MAX])
+            for pk, old in current.items()
+            if old != changes[pk]
+        ]
+        created = Review.objects.bulk_create(reviews)
+        by_value = {}
+        for review in reviews:
+            by_value.setdefault(review.new, []).append(review.image_id)
+        for new, ids in by_value.items():
+            if new is None:
+                Image.objects.filter(pk__in=ids).update(human_decision=None, final_decision=F("auto_decision"))
+            else:
+                Image.objects.filter(pk__in=ids).update(human_decision=new, final_decision=new)
+    return created
+
+
+def set_decision(image_ids, decision, user, note=""):
+    """Give these images the human decision `decision` (keep, reject or None to clear).
+
+    Images that already have it get no Review row. Returns the Reviews written.
+    """
+    decision = parse_decision(decision)
+    ids = sorted({int(i) for i in image_ids})
+    return _apply(dict.fromkeys(ids, decision), user, dict.fromkeys(ids, note))
+
+
+def undo(review_ids, user):
+    """Revert the changes recorded by these Reviews (the user's own), newest first.
+
+    Each image goes back to the `old` value of the earliest given Review that touched it, which
+    is where it stood before the whole action. Returns the Reviews that record the undo.
+    """
+    ids = sorted({int(i) for i in review_ids})
+    targets, notes = {}, {}
+    for review in Review.objects.filter(pk__in=ids, user=user).order_by("pk").only("pk", "image_id", "old"):
+        if review.image_id not in targets:
+            targets[review.image_id] = review.old
+            notes[review.image_id] = f"undo of review #{review.pk}"
+    return _apply(targets, user, notes)
+
+
+def matching_ids(params, limit):
+    """Up to `limit` ids of the images matching a gallery filter, in id order."""
+    return list(gallery.filter_images(params, ordered=False).order_by("pk").values_list("pk", flat=True)[:limit])
+
+
+def decide_matching(tracker, params, decision, user, note=""):
+    """Stage: give every image matching the filter this human decision, in id-ordered chunks.
+
+    Keyset by id, so images that stop matching once decided (e.g. "undecided" filters) are not
+    skipped or visited twice.
+    """
+    decision = parse_decision(decision)
+    qs = gallery.filter_images(params, ordered=False).order_by("pk")
+    last = 0
+    while True:
+        tracker.check_cancelled()
+        ids = list(qs.filter(pk__gt=last).values_list("pk", flat=True)[:CHUNK])
+        if not ids:
+            break
+        written = set_decision(ids, decision, user, note=note)
+        tracker.count("processed", len(ids))
+        tracker.count("changed", len(written))
+        last = ids[-1]
+
+
+def undo_run_reviews(tracker, run_id, user):
+    """Stage: undo every change a bulk review run made (its Reviews carry the run's note)."""
+    note = bulk_note(run_id)
+    reviews = Review.objects.filter(Q(note=note) | Q(note__startswith=note + ": "), user=user).order_by("pk")
+    last = 0
+    while True:
+        tracker.check_cancelled()
+        ids = list(reviews.filter(pk__gt=last).values_list("pk", flat=True)[:CHUNK])
+        if not ids:
+            break
+        written = undo(ids, user)
+        tracker.count("processed", len(ids))
+        tracker.count("changed", len(written))
+        last = ids[-1]
+
+
+def bulk_note(run_id, note=""):
+    """The note on every Review a bulk run writes: how its changes are found again to undo them."""
+    return f"bulk run #{run_id}: {note}" if note else f"bulk run #{run_id}"
+
+
+# Above this many matching images, "apply to everything matching" becomes a background Run.
+DEFAULT_SYNC_LIMIT = 500
+
+
+def sync_limit():
+    return getattr(settings, "SCENEIMG_REVIEW_SYNC_LIMIT", DEFAULT_SYNC_LIMIT)
+
+
+def request_bulk(params, decision, user, note=""):
+    """Decide everything matching a filter: at once when it is small, else as a background Run.
+
+    Returns ("done", reviews) or ("queued", run).
+    """
+    from curation import review_jobs
+
+    decision = parse_decision(decision)
+    querystring = gallery.querystring_without(params, "after", "sort")
+    gallery.filter_images(querystring)  # raise FilterError now, not in the worker
+    limit = sync_limit()
+    ids = matching_ids(querystring, limit + 1)
+    if len(ids) <= limit:
+        return "done", set_decision(ids, decision, user, note=note)
+    run = runs.launch(
+        Run.Kind.REVIEW, review_jobs.decide_matching_job,
+        {"querystring": querystring, "decision": decision or "clear", "user_id": user.pk, "note": note[:200]},
+        queue=queues.DEFAULT, label=f"{decision or 'clear'} all matching ?{querystring}"[:200], user=user,
+    )
+    return "queued", run
+
+
+def request_undo_run(run, user):
+    """Undo a bulk review run in the background (it may have touched millions of images)."""
+    from curation import review_jobs
+
+    if run.kind != Run.Kind.REVIEW or run.params.get("action", "decide") != "decide":
+        raise ReviewError(f"run #{run.pk} is not a bulk review run")
+    return runs.launch(
+        Run.Kind.REVIEW, review_jobs.undo_run_job, {"action": "undo", "target_run": run.pk, "user_id": user.pk},
+        queue=queues.DEFAULT, label=f"undo bulk review run #{run.pk}", user=user,
+    )

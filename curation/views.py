@@ -1,0 +1,259 @@
+"""Gallery, review and image detail views. Thin: filtering lives in gallery.py, decisions in review.py."""
+import mimetypes
+
+from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import trigger_client_event
+
+from curation import gallery, review
+from curation.models import Image, Run
+
+SELECTION_MAX = 5000  # ids in one "apply to selection" request; larger sets go through the filter
+
+
+def _int_list(text):
+    """'1,2,3' (or repeated fields joined by the caller) -> [1, 2, 3]; ValueError on anything else."""
+    return [int(part) for part in text.replace(" ", "").split(",") if part]
+
+
+def _filter_choices():
+    from crawl.models import Source
+    from vlm.models import PromptVersion
+
+    return {
+        "sorts": list(gallery.SORT_LABELS.items()),
+        "providers": Source.Provider.choices,
+        "runs": list(
+            Run.objects.filter(kind__in=[Run.Kind.CRAWL, Run.Kind.SIMILAR, Run.Kind.IMPORT])
+            .only("pk", "kind", "label", "created_at")[:100]
+        ),
+        "prompt_versions": list(PromptVersion.objects.only("pk", "name", "content_hash")[:200]),
+    }
+
+
+def _gallery_context(request):
+    params = request.GET
+    qs = gallery.querystring_without(params, "after")
+    context = {"qs": qs, "error": None, "images": [], "next_url": None}
+    try:
+        images, cursor = gallery.page(params)
+    except gallery.FilterError as exc:
+        context["error"] = str(exc)
+        return context
+    context["images"] = images
+    if cursor:
+        sep = "&" if qs else ""
+        context["next_url"] = f"{reverse('curation:gallery')}?{qs}{sep}after={cursor}"
+    return context
+
+
+@login_required
+@require_GET
+def gallery_view(request):
+    context = _gallery_context(request)
+    status = 400 if context["error"] else 200
+    if request.htmx and not request.htmx.history_restore_request:
+        if request.GET.get("after"):
+            return render(request, "curation/_cards_page.html", context, status=status)
+        if request.htmx.target == "results":
+            return render(request, "curation/_results.html", context)
+    context.update(_filter_choices())
+    context["filters"] = request.GET
+    context["verdict_values"] = request.GET.getlist("verdict")
+    context["active_filters"] = gallery.active_filters(request.GET) if not context["error"] else []
+    return render(request, "curation/gallery.html", context, status=status)
+
+
+@login_required
+@require_GET
+def gallery_count(request):
+    """The result count, loaded after the page: an estimate on big sets, never a full COUNT(*)."""
+    try:
+        count, exact = gallery.estimate_count(request.GET)
+    except gallery.FilterError as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain")
+    return render(request, "curation/_count.html", {"count": count, "exact": exact, "count_text": f"{count:,}"})
+
+
+@login_required
+@require_GET
+def image_file(request, pk, kind):
+    """Serve an image or its thumbnail to signed-in users only (media is not public)."""
+    field = "thumbnail" if kind == "thumb" else "file"
+    name = Image.objects.filter(pk=pk).values_list(field, flat=True).first()
+    if not name:
+        raise Http404("no such image")
+    url = default_storage.url(name)
+    if url.startswith(("http://", "https://")):
+        return redirect(url)  # object storage hands out its own (signed) URL
+    try:
+        handle = default_storage.open(name, "rb")
+    except FileNotFoundError:
+        raise Http404("image file missing from storage") from None
+    response = FileResponse(handle, content_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
+    # Content-addressed names never change content, so browsers may keep them.
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
+
+
+def _card_images(ids):
+    return list(Image.objects.filter(pk__in=ids).only(*gallery.CARD_FIELDS).order_by("-pk"))
+
+
+def _reviewed(response, reviews=(), run=None, undone=False):
+    trigger_client_event(
+        response,
+        "undone" if undone else "reviewed",
+        {"reviews": [r.pk for r in reviews], "images": sorted({r.image_id for r in reviews}),
+         "run": run.pk if run else None},
+    )
+    return response
+
+
+def _oob_cards(request, ids, qs, message=None, level="info"):
+    images = _card_images(ids[: review.sync_limit()])
+    return render(request, "curation/_oob_cards.html",
+                  {"images": images, "qs": qs, "message": message, "level": level})
+
+
+@login_required
+@require_POST
+def decide(request, pk):
+    """Keep, reject or clear one image. htmx gets the swapped card (or the detail's decision panel)."""
+    image = get_object_or_404(Image.objects.only("pk"), pk=pk)
+    try:
+        reviews = review.set_decision([image.pk], request.POST.get("decision"), request.user,
+                                      note=request.POST.get("note", ""))
+    except review.ReviewError as exc:
+        return HttpResponseBadRequest(str(exc))
+    qs = request.POST.get("qs", "")
+    if not request.htmx:
+        url = reverse("curation:image_detail", args=[pk])
+        return redirect(f"{url}?{qs}" if qs else url)
+    if request.POST.get("view") == "detail":
+        image = Image.objects.get(pk=pk)
+        response = render(request, "curation/_detail_decided.html",
+                          {"image": image, "qs": qs, "reviews": _review_history(image)})
+    else:
+        response = render(request, "curation/_card.html", {"image": _card_images([pk])[0], "qs": qs})
+    return _reviewed(response, reviews)
+
+
+@login_required
+@require_POST
+def decide_selection(request):
+    """Apply keep, reject or clear to the selected cards; the response swaps each card out of band."""
+    try:
+        ids = _int_list(request.POST.get("ids", ""))
+    except ValueError:
+        return HttpResponseBadRequest("ids: expected comma-separated image ids")
+    if not ids:
+        return HttpResponseBadRequest("ids: select at least one image")
+    if len(ids) > SELECTION_MAX:
+        return HttpResponseBadRequest(f"ids: at most {SELECTION_MAX} at once; use 'all matching' instead")
+    try:
+        reviews = review.set_decision(ids, request.POST.get("decision"), request.user,
+                                      note=request.POST.get("note", ""))
+    except review.ReviewError as exc:
+        return HttpResponseBadRequest(str(exc))
+    message = f"{len(reviews)} of {len(ids)} selected images changed."
+    response = _oob_cards(request, ids, request.POST.get("qs", ""), message)
+    return _reviewed(response, reviews)
+
+
+@login_required
+@require_POST
+def review_bulk(request):
+    """Apply a decision to everything matching the filter: now when small, else as a background run."""
+    qs = request.POST.get("qs", "")
+    try:
+        outcome, result = review.request_bulk(qs, request.POST.get("decision"), request.user,
+                                              note=request.POST.get("note", ""))
+    except (review.ReviewError, gallery.FilterError) as exc:
+        return HttpResponseBadRequest(str(exc))
+    if outcome == "done":
+        response = render(request, "curation/_flash.html",
+                          {"message": f"{len(result)} matching images changed.", "level": "info"})
+        response = _reviewed(response, result)
+    else:
+        response = render(request, "curation/_flash.html", {
+            "message": f"More than {review.sync_limit()} images match: background run #{result.pk} is "
+                       "applying the decision. Reload when it is done.",
+            "level": "info", "run": result,
+        })
+        response = _reviewed(response, run=result)
+    trigger_client_event(response, "refresh-results", {})
+    return response
+
+
+@login_required
+@require_POST
+def review_undo(request):
+    """Undo the changes of earlier reviews (ids from the client's undo stack) or of a bulk run."""
+    qs = request.POST.get("qs", "")
+    if request.POST.get("run"):
+        run = get_object_or_404(Run, pk=request.POST["run"])
+        try:
+            undo_run = review.request_undo_run(run, request.user)
+        except review.ReviewError as exc:
+            return HttpResponseBadRequest(str(exc))
+        response = render(request, "curation/_flash.html", {
+            "message": f"Background run #{undo_run.pk} is undoing bulk run #{run.pk}.", "level": "info",
+            "run": undo_run,
+        })
+        return _reviewed(response, run=undo_run, undone=True)
+    try:
+        review_ids = _int_list(request.POST.get("reviews", ""))
+    except ValueError:
+        return HttpResponseBadRequest("reviews: expected comma-separated review ids")
+    if not review_ids:
+        return HttpResponseBadRequest("reviews: nothing to undo")
+    reviews = review.undo(review_ids, request.user)
+    ids = sorted({r.image_id for r in reviews})
+    message = f"Undone: {len(reviews)} image{'s' if len(reviews) != 1 else ''} restored." if reviews \
+        else "Nothing to undo: those images had already changed back."
+    response = _oob_cards(request, ids, qs, message)
+    return _reviewed(response, reviews, undone=True)
+
+
+def _review_history(image):
+    return list(image.reviews.select_related("user").order_by("-created_at", "-pk")[:200])
+
+
+@login_required
+@require_GET
+def image_detail(request, pk):
+    image = get_object_or_404(Image.objects.select_related("dup_group"), pk=pk)
+    qs = gallery.querystring_without(request.GET, "after")
+    try:
+        prev_id, next_id = gallery.neighbours(request.GET, image)
+        filter_error = None
+    except gallery.FilterError as exc:
+        prev_id = next_id = None
+        filter_error = str(exc)
+    group_members = []
+    if image.dup_group_id:
+        group_members = list(
+            Image.objects.filter(dup_group_id=image.dup_group_id).exclude(pk=image.pk)
+            .only(*gallery.CARD_FIELDS).order_by("pk")[:48]
+        )
+    context = {
+        "image": image,
+        "qs": qs,
+        "filter_error": filter_error,
+        "prev_id": prev_id,
+        "next_id": next_id,
+        "sources": list(image.sources.order_by("pk")[:200]),
+        # (score, sorted prompt items): a prompt named "items" must not shadow dict.items in templates.
+        "scores": [(score, sorted(score.scores.items()))
+                   for score in image.filter_scores.order_by("-created_at")],
+        "dhash_hex": f"{image.dhash & (2**64 - 1):016x}",
+        "verdicts": list(image.verdicts.select_related("prompt_version").order_by("-updated_at")),
+        "reviews": _review_history(image),
+        "group_members": group_members,
+    }
+    return render(request, "curation/image_detail.html", context)
