@@ -5,6 +5,7 @@ yet) simply has no form here.
 """
 import hashlib
 import importlib
+import json
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
@@ -76,6 +77,11 @@ def row_context(request, run):
 
 
 # --- Launch forms ---------------------------------------------------------------------------------
+# Each form launches the same Run as the stage's management command with --enqueue.
+
+class LaunchError(Exception):
+    """The launch was refused for a reason the person can fix (shown as a message)."""
+
 
 class FolderImportForm(forms.Form):
     path = forms.CharField(label="Folder on the server", max_length=1000)
@@ -93,9 +99,58 @@ class FolderImportForm(forms.Form):
 
 class UrlListForm(forms.Form):
     urls = forms.CharField(label="URLs (one per line, or JSONL with url, page_url, title)",
-                           widget=forms.Textarea(attrs={"rows": 6}), max_length=5_000_000)
+                           widget=forms.Textarea(attrs={"rows": 5}), max_length=5_000_000)
     label = forms.CharField(required=False, max_length=200)
     workers = forms.IntegerField(min_value=1, max_value=64, initial=8)
+
+
+class ClipForm(forms.Form):
+    input = forms.CharField(initial="all", max_length=200,
+                            help_text="a run id, an import label, or 'all' (images not yet scored)")
+    indoor_margin = forms.FloatField(initial=0.0, help_text="keep when indoor - outdoor >= this")
+    moderate_margin = forms.FloatField(required=False, help_text="also require moderate - max(tidy, messy) >= this")
+    object_count_min = forms.IntegerField(required=False, min_value=0, help_text="runs Faster R-CNN")
+    object_count_max = forms.IntegerField(required=False, min_value=0)
+    detector_threshold = forms.FloatField(initial=0.5, min_value=0, max_value=1)
+    limit = forms.IntegerField(required=False, min_value=1)
+    label = forms.CharField(required=False, max_length=200)
+
+
+class DedupForm(forms.Form):
+    threshold = forms.IntegerField(min_value=0, max_value=32, required=False,
+                                   help_text="max dHash distance (bits); default SCENEIMG_NEARDUP_THRESHOLD")
+    label = forms.CharField(required=False, max_length=200)
+
+
+class VlmForm(forms.Form):
+    backend = forms.ChoiceField(choices=())
+    model = forms.CharField(required=False, max_length=100, help_text="default per backend from settings")
+    prompt = forms.CharField(required=False, max_length=100, help_text="prompt version name; default the active one")
+    run = forms.IntegerField(required=False, min_value=1, help_text="images sighted, scored or judged in this run")
+    decision = forms.ChoiceField(required=False, choices=())
+    passed_clip = forms.BooleanField(required=False, label="Only images that passed a CLIP filter")
+    limit = forms.IntegerField(required=False, min_value=1)
+    min_score = forms.FloatField(min_value=0, max_value=1)
+    workers = forms.IntegerField(min_value=1, max_value=64)
+    timeout = forms.FloatField(min_value=1)
+
+    def __init__(self, *args, **kwargs):
+        from vlm.backends import BACKENDS
+        from vlm.inputs import DECISION_CHOICES
+
+        kwargs.setdefault("initial", {
+            "backend": settings.SCENEIMG_VLM_BACKEND, "min_score": settings.SCENEIMG_VLM_MIN_SCORE,
+            "workers": settings.SCENEIMG_VLM_WORKERS, "timeout": settings.SCENEIMG_VLM_TIMEOUT,
+        })
+        super().__init__(*args, **kwargs)
+        self.fields["backend"].choices = [(b, b) for b in BACKENDS]
+        self.fields["decision"].choices = [("", "—")] + [(d, d) for d in DECISION_CHOICES]
+
+    def clean(self):
+        data = super().clean()
+        if not (data.get("run") or data.get("decision") or data.get("passed_clip")):
+            raise forms.ValidationError("Say what to judge: a run, a final decision, or only images that passed CLIP.")
+        return data
 
 
 class ExportLaunchForm(forms.Form):
@@ -124,46 +179,122 @@ def _save_url_list(text):
     return str(path)
 
 
+def _launch_import_folder(c, user):
+    from crawl.jobs import import_folder_job
+
+    params = {"path": c["path"], "recursive": c["recursive"], "label": c["label"]}
+    return runs.launch(Run.Kind.IMPORT, import_folder_job, params, queue=queues.CRAWL, user=user,
+                       label=c["label"] or f"folder {c['path']}"[:200])
+
+
+def _launch_import_urls(c, user):
+    from crawl.jobs import import_urls_job
+
+    params = {"file": _save_url_list(c["urls"]), "label": c["label"], "workers": c["workers"]}
+    return runs.launch(Run.Kind.IMPORT, import_urls_job, params, queue=queues.CRAWL, user=user,
+                       label=c["label"] or "URL list (web)")
+
+
+def _launch_clip(c, user):
+    from curation import jobs
+    from curation.scoring import DecisionRule, InputError, key_for_settings, select_image_ids
+
+    rule = DecisionRule(indoor_margin=c["indoor_margin"], moderate_margin=c["moderate_margin"],
+                        object_count_min=c["object_count_min"], object_count_max=c["object_count_max"],
+                        detector_threshold=c["detector_threshold"])
+    try:
+        ids = select_image_ids(c["input"], key_for_settings(rule), c["limit"])
+    except InputError as exc:
+        raise LaunchError(str(exc).replace("--input", "input")) from None
+    if not ids:
+        raise LaunchError(f"Nothing to score for input {c['input']!r}: every image is already scored this way.")
+    return jobs.launch_clip(c["input"], rule, ids, limit=c["limit"], user=user, label=c["label"])
+
+
+def _launch_dedup(c, user):
+    from curation import jobs
+
+    return jobs.launch_dedup(c["threshold"], user=user, label=c["label"])
+
+
+def _launch_vlm(c, user):
+    """What `filter_vlm --enqueue` does for a selection (no folders or JSONL written from the web)."""
+    from vlm import backends, jobs
+    from vlm.inputs import InputError, select
+    from vlm.prompts import PromptError, active_version, latest_version, sync_prompts
+
+    backend = c["backend"]
+    model = c["model"] or backends.default_model(backend)
+    try:
+        backends.make_backend(backend, model, timeout=c["timeout"]).close()  # a missing API key fails here
+    except ValueError as exc:
+        raise LaunchError(str(exc)) from None
+    try:
+        sync_prompts()
+        version = latest_version(c["prompt"]) if c["prompt"] else active_version()
+        if version is None:
+            raise PromptError("no prompt versions: add prompts/v1.toml and run sync_prompts")
+        selection = select(run=c["run"], decision=c["decision"] or None, passed_clip=c["passed_clip"],
+                           limit=c["limit"])
+    except (PromptError, InputError) as exc:
+        raise LaunchError(str(exc).replace("--", "")) from None
+    if not selection.ids:
+        raise LaunchError("No images match that selection.")
+    stage = {"prompt_version_id": version.pk, "backend": backend, "model": model, "min_score": c["min_score"],
+             "workers": c["workers"], "timeout": c["timeout"], "seed": 0}
+    params = {**stage, "prompt": version.name, "limit": c["limit"], "images": len(selection.ids),
+              "inputs": {k: c[k] for k in ("run", "decision", "passed_clip") if c[k]},
+              "selection_sha": hashlib.sha256(json.dumps(selection.ids).encode()).hexdigest()[:16]}
+    size = max(1, settings.SCENEIMG_VLM_BATCH_SIZE)
+    batches = [(f"b{n}", {**stage, "image_ids": selection.ids[i:i + size], "outputs": None, "batch_key": f"b{n}"})
+               for n, i in enumerate(range(0, len(selection.ids), size))]
+    return runs.launch(Run.Kind.VLM, jobs.filter_vlm_job, params, queue=queues.VLM, user=user,
+                       label=f"VLM {version.name} {backend}/{model}", batches=batches)
+
+
+def _launch_export(c, user):
+    from curation import export_jobs
+
+    return export_jobs.launch_export(c["filter"], c["format"], user=user)
+
+
 @dataclass(frozen=True)
 class Launcher:
-    """One stage that can be launched from the web: its form and how its params become a Run."""
+    """One stage that can be launched from the web: its form, and the code it needs to exist."""
 
     key: str
     title: str
-    kind: str
-    job: str  # "module:function"
-    queue: str
+    requires: tuple  # "module:attribute" names; the form is left out unless all import
     form: type
-    to_params: object  # cleaned_data -> params (the job's keyword arguments)
+    launch: object  # (cleaned_data, user) -> Run; raises LaunchError
 
-    def job_func(self):
-        module_name, _, func_name = self.job.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            return None
-        return getattr(module, func_name, None)
-
-    def launch(self, cleaned, user):
-        params = self.to_params(cleaned)
-        return runs.launch(self.kind, self.job_func(), params, queue=self.queue, user=user,
-                           label=params.get("label", "") or f"{self.title} (web)")
+    def available(self):
+        for name in self.requires:
+            module_name, _, attr = name.partition(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                return False
+            if not hasattr(module, attr):
+                return False
+        return True
 
 
 LAUNCHERS = [
-    Launcher("import_folder", "Folder import", Run.Kind.IMPORT, "crawl.jobs:import_folder_job", queues.CRAWL,
-             FolderImportForm,
-             lambda c: {"path": c["path"], "recursive": c["recursive"], "label": c["label"]}),
-    Launcher("import_urls", "URL-list import", Run.Kind.IMPORT, "crawl.jobs:import_urls_job", queues.CRAWL,
-             UrlListForm,
-             lambda c: {"file": _save_url_list(c["urls"]), "label": c["label"], "workers": c["workers"]}),
-    Launcher("export", "Export", Run.Kind.EXPORT, "curation.export_jobs:export_job", queues.EXPORT,
-             ExportLaunchForm, lambda c: {"filter": c["filter"], "format": c["format"]}),
+    Launcher("import_folder", "Folder import", ("crawl.jobs:import_folder_job",), FolderImportForm,
+             _launch_import_folder),
+    Launcher("import_urls", "URL-list import", ("crawl.jobs:import_urls_job",), UrlListForm, _launch_import_urls),
+    Launcher("clip", "CLIP filter", ("curation.jobs:launch_clip", "curation.scoring:select_image_ids"), ClipForm,
+             _launch_clip),
+    Launcher("dedup", "Near-duplicate grouping", ("curation.jobs:launch_dedup",), DedupForm, _launch_dedup),
+    Launcher("vlm", "VLM judge", ("vlm.jobs:filter_vlm_job", "vlm.inputs:select", "vlm.prompts:active_version"),
+             VlmForm, _launch_vlm),
+    Launcher("export", "Export", ("curation.export_jobs:launch_export",), ExportLaunchForm, _launch_export),
 ]
 
 
 def available_launchers():
-    return [launcher for launcher in LAUNCHERS if launcher.job_func() is not None]
+    return [launcher for launcher in LAUNCHERS if launcher.available()]
 
 
 def _launcher(key):
@@ -251,6 +382,10 @@ def run_launch(request, key):
         messages.error(request, f"{launcher.title}: " + "; ".join(
             f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()))
         return redirect(reverse("curation:run_list"))
-    run = launcher.launch(form.cleaned_data, request.user)
+    try:
+        run = launcher.launch(form.cleaned_data, request.user)
+    except LaunchError as exc:
+        messages.error(request, f"{launcher.title}: {exc}")
+        return redirect(reverse("curation:run_list"))
     messages.success(request, f"{launcher.title}: run #{run.pk} {run.status}.")
     return redirect(reverse("curation:run_list") + f"#run-{run.pk}")

@@ -114,17 +114,20 @@ def test_staff_sees_forms_for_stages_whose_jobs_exist(client, staff):
     keys = [launcher.key for launcher, _ in response.context["launchers"]]
     assert {"import_folder", "import_urls", "export"} <= set(keys)
     for launcher in run_views.LAUNCHERS:
-        assert (launcher.key in keys) == (launcher.job_func() is not None)
+        assert (launcher.key in keys) == launcher.available()
     assert b'id="launch-import_folder"' in response.content
 
 
 def test_a_stage_without_its_job_function_has_no_form(client, staff, monkeypatch):
-    ghost = run_views.Launcher("ghost", "Ghost stage", "clip", "curation.no_such_module:job", queues.SCORE,
-                               run_views.ExportLaunchForm, lambda c: c)
-    monkeypatch.setattr(run_views, "LAUNCHERS", run_views.LAUNCHERS + [ghost])
+    ghost = run_views.Launcher("ghost", "Ghost stage", ("curation.no_such_module:job",), run_views.DedupForm,
+                               lambda c, user: None)
+    half = run_views.Launcher("half", "Half stage", ("curation.runs:no_such_function",), run_views.DedupForm,
+                              lambda c, user: None)
+    monkeypatch.setattr(run_views, "LAUNCHERS", run_views.LAUNCHERS + [ghost, half])
     response = client.get("/runs/")
-    assert "ghost" not in [launcher.key for launcher, _ in response.context["launchers"]]
-    assert "Ghost stage" in response.context["missing_launchers"]
+    keys = [launcher.key for launcher, _ in response.context["launchers"]]
+    assert "ghost" not in keys and "half" not in keys
+    assert {"Ghost stage", "Half stage"} <= set(response.context["missing_launchers"])
     assert client.post("/runs/launch/ghost/", {}).status_code == 404
 
 
@@ -155,4 +158,59 @@ def test_staff_launches_a_url_list_import(client, staff, settings, tmp_path, red
 def test_bad_launch_form_says_why_and_launches_nothing(client, staff):
     response = client.post("/runs/launch/import_folder/", {"import_folder-path": "/no/such/folder"}, follow=True)
     assert "is not a folder on the server" in response.content.decode()
+    assert not Run.objects.exists()
+
+
+def make_images(n):
+    from curation.models import Image
+
+    return [Image.objects.create(sha256=f"{i:064x}", file=f"images/{i}.jpg", thumbnail="", width=640, height=480,
+                                 format="jpeg", byte_size=1000, dhash=i, final_decision="keep")
+            for i in range(1, n + 1)]
+
+
+def test_staff_launches_clip_in_batches(client, staff, settings, redis_conn, django_capture_on_commit_callbacks):
+    settings.SCENEIMG_CLIP_JOB_SIZE = 2
+    images = make_images(3)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/runs/launch/clip/", {"clip-input": "all", "clip-indoor_margin": "0.02",
+                                           "clip-detector_threshold": "0.5"})
+    run = Run.objects.get()
+    assert run.kind == "clip" and run.total == 3 and run.jobs_total == 2 and run.params["indoor_margin"] == 0.02
+    jobs = django_rq.get_queue(queues.SCORE).jobs
+    assert sorted(i for job in jobs for i in job.kwargs["image_ids"]) == [img.pk for img in images]
+
+
+def test_clip_launch_with_unknown_input_says_why(client, staff):
+    response = client.post("/runs/launch/clip/", {"clip-input": "no-such-label", "clip-indoor_margin": "0",
+                                                  "clip-detector_threshold": "0.5"}, follow=True)
+    assert "no run has this label" in response.content.decode()
+    assert not Run.objects.exists()
+
+
+def test_staff_launches_dedup(client, staff, redis_conn, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/runs/launch/dedup/", {"dedup-threshold": "6"})
+    run = Run.objects.get()
+    assert run.kind == "dedup" and run.params == {"threshold": 6}
+    assert django_rq.get_queue(queues.DEFAULT).count == 1
+
+
+def test_staff_launches_vlm_on_a_selection(client, staff, redis_conn, django_capture_on_commit_callbacks):
+    images = make_images(2)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/runs/launch/vlm/", {
+            "vlm-backend": "ollama-local", "vlm-model": "llava:latest", "vlm-decision": "keep",
+            "vlm-min_score": "0.6", "vlm-workers": "2", "vlm-timeout": "30"})
+    run = Run.objects.get()
+    assert run.kind == "vlm" and run.params["backend"] == "ollama-local" and run.params["images"] == 2
+    job = django_rq.get_queue(queues.VLM).jobs[0]
+    assert job.func_name == "vlm.jobs.filter_vlm_job"
+    assert sorted(job.kwargs["image_ids"]) == [img.pk for img in images]
+
+
+def test_vlm_launch_needs_a_selection(client, staff):
+    response = client.post("/runs/launch/vlm/", {
+        "vlm-backend": "ollama-local", "vlm-min_score": "0.6", "vlm-workers": "2", "vlm-timeout": "30"}, follow=True)
+    assert "Say what to judge" in response.content.decode()
     assert not Run.objects.exists()
