@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from curation import runs
 from curation.models import FilterScore, Image, Review, Run
 
 
@@ -36,3 +37,13 @@ class RunAdmin(admin.ModelAdmin):
     list_filter = ("kind", "status")
     readonly_fields = ("work_key", "job_ids", "heartbeat_at", "jobs_total", "jobs_done", "counters",
                        "started_at", "finished_at")
+    actions = ["cancel_runs"]
+
+    def changelist_view(self, request, extra_context=None):
+        runs.reap_stale_runs()
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description="Cancel selected runs")
+    def cancel_runs(self, request, queryset):
+        cancelled = sum(runs.cancel(run) for run in queryset.filter(status__in=Run.ACTIVE))
+        self.message_user(request, f"cancelled {cancelled} run(s)")
