@@ -1,0 +1,64 @@
+import pytest
+
+from vlm.normalise import REASON_MAX, NormaliseError, extract_json, final_decision, normalise
+
+VALID = '{"decision": "keep", "score": 0.8, "reason": "A lived-in kitchen", "tags": ["kitchen"]}'
+
+
+@pytest.mark.parametrize("text", [
+    VALID,
+    f"```json\n{VALID}\n```",
+    f"```\n{VALID}\n```",
+    f"Here is my verdict: {VALID} Hope that helps! {{not json}}",
+    f"Thinking... {{ not valid }} then {VALID}",
+])
+def test_json_is_found_plain_fenced_or_in_prose(text):
+    assert extract_json(text)["decision"] == "keep"
+    assert normalise(text).as_dict() == {"decision": "keep", "score": 0.8, "reason": "A lived-in kitchen",
+                                         "tags": ["kitchen"]}
+
+
+@pytest.mark.parametrize("decision", ["maybe", "", None, 1, "KEEPING"])
+def test_a_decision_other_than_keep_or_reject_is_an_error_not_a_verdict(decision):
+    with pytest.raises(NormaliseError, match="decision must be keep or reject"):
+        normalise({"decision": decision, "score": 0.5})
+
+
+def test_decision_case_and_spaces_are_forgiven():
+    assert normalise({"decision": " Reject ", "score": 0.2}).decision == "reject"
+
+
+@pytest.mark.parametrize("raw, clamped", [(1.7, 1.0), (-0.3, 0.0), ("0.25", 0.25), (1, 1.0), (0, 0.0)])
+def test_score_is_clamped_to_unit_interval(raw, clamped):
+    assert normalise({"decision": "keep", "score": raw}).score == clamped
+
+
+@pytest.mark.parametrize("raw", [None, "high", True, float("nan"), [0.5]])
+def test_a_missing_or_non_numeric_score_is_an_error(raw):
+    with pytest.raises(NormaliseError, match="score must be a number"):
+        normalise({"decision": "keep", "score": raw})
+
+
+def test_reason_is_cut_to_160_characters_and_whitespace_collapsed():
+    v = normalise({"decision": "keep", "score": 0.9, "reason": "word\n  " * 200})
+    assert len(v.reason) == REASON_MAX == 160
+    assert "\n" not in v.reason and "  " not in v.reason
+
+
+def test_tags_are_deduplicated_and_lower_cased_in_order():
+    v = normalise({"decision": "keep", "score": 0.9, "tags": ["Kitchen", "kitchen", " KITCHEN ", "Mug", "mug", 3, None]})
+    assert v.tags == ["kitchen", "mug", "3"]
+    assert normalise({"decision": "keep", "score": 0.9, "tags": "Desk, desk,Lamp"}).tags == ["desk", "lamp"]
+
+
+def test_no_json_is_an_error():
+    with pytest.raises(NormaliseError, match="no JSON object"):
+        normalise("I think this image is fine.")
+    with pytest.raises(NormaliseError, match="empty"):
+        normalise("")
+
+
+def test_final_decision_needs_keep_and_min_score():
+    assert final_decision("keep", 0.6, 0.6) == "keep"
+    assert final_decision("keep", 0.59, 0.6) == "reject"
+    assert final_decision("reject", 0.99, 0.6) == "reject"

@@ -1,0 +1,372 @@
+"""The VLM stage: ask a vision-language model about each image and keep its verdicts.
+
+`judge_images` is the one function the command, the RQ job and the tests call. Threads only talk
+to the model; this thread alone touches the database, writing verdicts in batches as upserts on
+(image, prompt version, backend, model), so a retried job does no harm and a rerun asks again only
+about images whose verdict failed or is missing.
+"""
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, CharField, F, FloatField, Value, When
+from django.db.models.functions import Coalesce
+
+from curation import runs
+from curation.models import Image, Run
+from vlm import backends as vlm_backends
+from vlm.models import PromptVersion, VlmVerdict
+from vlm.normalise import NormaliseError, final_decision, normalise
+from vlm.prompts import active_version, render_user
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY = 64  # verdicts per database write
+FLUSH_SECONDS = 1.0
+CHUNK = 1000
+UPDATE_FIELDS = [
+    "decision", "score", "reason", "tags", "raw_response", "latency_ms", "input_tokens", "output_tokens",
+    "cost_usd", "error", "run", "updated_at",
+]
+
+
+@dataclass
+class Outcome:
+    image_id: int
+    decision: str | None = None
+    score: float | None = None
+    reason: str = ""
+    tags: list = field(default_factory=list)
+    raw: str = ""
+    error: str = ""
+    latency_ms: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+def judge_images(tracker, *, image_ids, prompt_version_id, backend, model, min_score=None, workers=None,
+                 timeout=None, seed=0, base_url=None, outputs=None, batch_key=None):
+    """Judge `image_ids` under one prompt version with one backend and model.
+
+    `outputs` (optional): {"output", "keep_dir", "reject_dir"} and the whole selection, either inline
+    ("ids", "names", "errors") or as a storage file name ("selection") when the work is split over
+    jobs; the files are written once every batch of the run is done. Returns the counts.
+    """
+    min_score = settings.SCENEIMG_VLM_MIN_SCORE if min_score is None else min_score
+    workers = max(1, workers or settings.SCENEIMG_VLM_WORKERS)
+    timeout = timeout or settings.SCENEIMG_VLM_TIMEOUT
+    version = PromptVersion.objects.get(pk=prompt_version_id)
+    active = active_version()
+    drives_decision = active is not None and active.pk == version.pk
+    run_id = tracker.run.pk if tracker.run is not None else None
+
+    ids = list(dict.fromkeys(int(i) for i in image_ids))
+    tracker.add_total(len(ids))
+    done = set()
+    for i in range(0, len(ids), CHUNK):
+        done.update(VlmVerdict.objects.filter(
+            image_id__in=ids[i:i + CHUNK], prompt_version=version, backend=backend, model=model, error="",
+        ).values_list("image_id", flat=True))
+    if done:
+        tracker.count("skipped", len(done))
+    pending_ids = [i for i in ids if i not in done]
+    images = {}
+    for i in range(0, len(pending_ids), CHUNK):
+        images.update(Image.objects.only("id", "file", "width", "height").in_bulk(pending_ids[i:i + CHUNK]))
+    vanished = [i for i in pending_ids if i not in images]
+    if vanished:  # deleted since they were selected: nothing to attach a verdict to
+        tracker.count("error", len(vanished))
+    pending = [images[i] for i in pending_ids if i in images]
+
+    writer = _Writer(tracker, version, backend, model, min_score, drives_decision, run_id)
+    if pending:
+        client = vlm_backends.make_backend(backend, model, timeout=timeout, base_url=base_url)
+        try:
+            _judge_concurrently(pending, client, version, seed, workers, writer, tracker)
+        finally:
+            client.close()
+    writer.flush()
+    if run_id is not None:
+        _summarise_errors(run_id)
+    if outputs and any(outputs.get(k) for k in ("output", "keep_dir", "reject_dir")):
+        if batch_key is None or _last_batch(run_id, batch_key):
+            selection = _load_selection(outputs)
+            write_outputs(selection, version=version, backend=backend, model=model, min_score=min_score,
+                          output=outputs.get("output"), keep_dir=outputs.get("keep_dir"),
+                          reject_dir=outputs.get("reject_dir"), extra_errors=[{"image_id": i, "error": "no such image"}
+                                                                               for i in vanished])
+    return dict(tracker.counts)
+
+
+def _judge_concurrently(images, client, version, seed, workers, writer, tracker):
+    stop = threading.Event()
+    policy = vlm_backends.RetryPolicy.from_settings()
+    side = settings.SCENEIMG_VLM_IMAGE_SIDE
+
+    def judge_one(image):
+        outcome = Outcome(image.pk)
+        try:
+            with image.file.storage.open(image.file.name, "rb") as fh:
+                data = fh.read()
+            jpeg, _ = vlm_backends.prepare_image(data, side)
+            user = render_user(version, width=image.width, height=image.height)
+            reply = vlm_backends.call_with_retries(
+                lambda: client.call(version.system_text, user, jpeg), policy,
+                vlm_backends.rng_for(seed, image.pk), wait=stop.wait,
+            )
+        except vlm_backends.BackendError as exc:
+            outcome.error, outcome.raw = client.redact(str(exc)), client.redact(exc.raw)
+            return outcome
+        except Exception as exc:  # a broken file or a bug for one image must not lose the others
+            outcome.error = client.redact(f"{type(exc).__name__}: {exc}")[:2000]
+            return outcome
+        outcome.raw, outcome.latency_ms = reply.raw, reply.latency_ms
+        outcome.input_tokens, outcome.output_tokens = reply.input_tokens, reply.output_tokens
+        try:
+            verdict = normalise(reply.text)
+        except NormaliseError as exc:
+            outcome.error = client.redact(str(exc))
+            return outcome
+        outcome.decision, outcome.score = verdict.decision, verdict.score
+        outcome.reason, outcome.tags = client.redact(verdict.reason), [client.redact(t) for t in verdict.tags]
+        return outcome
+
+    queue = iter(images)
+    in_flight = set()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vlm") as pool:
+        try:
+            while True:
+                while len(in_flight) < workers * 2 and not stop.is_set():
+                    image = next(queue, None)
+                    if image is None:
+                        break
+                    in_flight.add(pool.submit(judge_one, image))
+                if not in_flight:
+                    break
+                finished, in_flight = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    writer.add(future.result())
+                writer.maybe_flush()
+                tracker.check_cancelled()
+        except BaseException:
+            # Cancelled (or interrupted): let running calls give up at their next wait, keep what came back.
+            stop.set()
+            for future in in_flight:
+                future.cancel()
+            for future in in_flight:
+                if not future.cancelled():
+                    writer.add(future.result())
+            writer.flush()
+            raise
+
+
+class _Writer:
+    """Buffers outcomes and writes them: verdict upserts, image decisions, run counters."""
+
+    def __init__(self, tracker, version, backend, model, min_score, drives_decision, run_id):
+        self.tracker, self.version, self.backend, self.model = tracker, version, backend, model
+        self.min_score, self.drives_decision, self.run_id = min_score, drives_decision, run_id
+        self.buffer = []
+        self.last = time.monotonic()
+
+    def add(self, outcome):
+        self.buffer.append(outcome)
+
+    def maybe_flush(self):
+        if len(self.buffer) >= FLUSH_EVERY or (self.buffer and time.monotonic() - self.last > FLUSH_SECONDS):
+            self.flush()
+
+    def flush(self):
+        batch, self.buffer, self.last = self.buffer, [], time.monotonic()
+        if not batch:
+            return
+        rows = []
+        for o in batch:
+            cost = vlm_backends.cost_usd(self.model, o.input_tokens, o.output_tokens, self.backend)
+            rows.append(VlmVerdict(
+                image_id=o.image_id, prompt_version=self.version, backend=self.backend, model=self.model,
+                decision=o.decision, score=o.score, reason=o.reason, tags=o.tags, raw_response=o.raw,
+                latency_ms=o.latency_ms, input_tokens=o.input_tokens, output_tokens=o.output_tokens,
+                cost_usd=cost, error=o.error, run_id=self.run_id,
+            ))
+        judged = [o for o in batch if not o.error]
+        with transaction.atomic():
+            VlmVerdict.objects.bulk_create(
+                rows, update_conflicts=True, unique_fields=["image", "prompt_version", "backend", "model"],
+                update_fields=UPDATE_FIELDS,
+            )
+            if self.drives_decision and judged:
+                self._set_decisions(judged)
+        kept = sum(1 for o in judged if final_decision(o.decision, o.score, self.min_score) == "keep")
+        for key, n in (("kept", kept), ("rejected", len(judged) - kept), ("error", len(batch) - len(judged))):
+            if n:
+                self.tracker.count(key, n)
+        if self.run_id is not None:
+            totals = {
+                "input_tokens": sum(r.input_tokens or 0 for r in rows),
+                "output_tokens": sum(r.output_tokens or 0 for r in rows),
+                "cost_usd": round(sum(r.cost_usd or 0 for r in rows), 8),
+            }
+            runs.add_counters(self.run_id, totals)
+        for k in ("input_tokens", "output_tokens"):
+            self.tracker.counts[f"_{k}"] = self.tracker.counts.get(f"_{k}", 0) + sum(getattr(r, k) or 0 for r in rows)
+        self.tracker.counts["_cost_usd"] = self.tracker.counts.get("_cost_usd", 0) + sum(r.cost_usd or 0 for r in rows)
+
+    def _set_decisions(self, judged):
+        """auto_decision follows this verdict; final_decision stays the human's where there is one.
+
+        One UPDATE with CASE so a human decision made meanwhile is read by the database, not by us.
+        """
+        decisions, reasons, scores = [], [], []
+        for o in judged:
+            decision = final_decision(o.decision, o.score, self.min_score)
+            reason = f"VLM {self.version.name} {self.model} score {o.score:.2f}: {o.reason}"[:500]
+            decisions.append(When(pk=o.image_id, then=Value(decision)))
+            reasons.append(When(pk=o.image_id, then=Value(reason)))
+            scores.append(When(pk=o.image_id, then=Value(o.score)))
+        new_decision = Case(*decisions, output_field=CharField())
+        Image.objects.filter(pk__in=[o.image_id for o in judged]).update(
+            auto_decision=new_decision,
+            auto_reason=Case(*reasons, output_field=CharField()),
+            vlm_score=Case(*scores, output_field=FloatField()),
+            final_decision=Coalesce(F("human_decision"), new_decision),
+        )
+
+
+def _summarise_errors(run_id):
+    """The run's error field lists its failed images (the run itself still finishes as done)."""
+    failed = VlmVerdict.objects.filter(run_id=run_id).exclude(error="")
+    n = failed.count()
+    if not n:
+        return
+    first = "; ".join(f"#{i}: {e[:120]}" for i, e in failed.order_by("image_id").values_list("image_id", "error")[:5])
+    Run.objects.filter(pk=run_id).update(error=f"{n} image(s) failed: {first}"[:5000])
+
+
+def _last_batch(run_id, batch_key):
+    """Record this batch as done; True when every batch of the run is, so one job writes the files."""
+    if run_id is None:
+        return True
+    with transaction.atomic():
+        run = Run.objects.select_for_update().only("counters", "jobs_total").get(pk=run_id)
+        done = set(run.counters.get("_vlm_batches", []))
+        done.add(batch_key)
+        run.counters["_vlm_batches"] = sorted(done)
+        Run.objects.filter(pk=run_id).update(counters=run.counters)
+    return len(done) >= run.jobs_total
+
+
+# --- output files ---
+
+def selection_storage_name(selection_json):
+    blob = json.dumps(selection_json, sort_keys=True).encode()
+    return f"vlm/selections/{hashlib.sha256(blob).hexdigest()[:24]}.json"
+
+
+def save_selection(selection_json, storage):
+    """Freeze a selection in media storage (shared by every worker machine); returns its name."""
+    from django.core.files.base import ContentFile
+
+    name = selection_storage_name(selection_json)
+    if not storage.exists(name):
+        storage.save(name, ContentFile(json.dumps(selection_json).encode()))
+    return name
+
+
+def _load_selection(outputs):
+    if outputs.get("selection"):
+        from django.core.files.storage import default_storage
+
+        with default_storage.open(outputs["selection"], "rb") as fh:
+            return json.load(fh)
+    return {"ids": outputs.get("ids", []), "names": outputs.get("names", {}), "errors": outputs.get("errors", [])}
+
+
+def errors_path(output):
+    """`results/vlm.jsonl` -> `results/vlm.errors.json`, as the original script."""
+    return Path(output).with_suffix(".errors.json")
+
+
+def write_outputs(selection, *, version, backend, model, min_score, output=None, keep_dir=None, reject_dir=None,
+                  extra_errors=()):
+    """Write the JSONL of verdicts, `<output>.errors.json`, and copy files into keep/reject folders.
+
+    Everything comes from the database, so the files describe the whole selection, including
+    verdicts from earlier runs that a rerun skipped: each image is in exactly one of the two files.
+    """
+    ids = [int(i) for i in selection["ids"]]
+    names = {int(k): v for k, v in (selection.get("names") or {}).items()}
+    verdicts = {}
+    for i in range(0, len(ids), CHUNK):
+        for v in (VlmVerdict.objects.filter(image_id__in=ids[i:i + CHUNK], prompt_version=version, backend=backend,
+                                            model=model).select_related("image")):
+            verdicts[v.image_id] = v
+    lines, errors = [], list(selection.get("errors") or []) + list(extra_errors)
+    copies = []
+    for image_id in dict.fromkeys(ids):
+        v = verdicts.get(image_id)
+        if v is None:
+            errors.append({"image_id": image_id, "path": names.get(image_id, ""),
+                           "error": "no verdict: not judged yet (run cancelled or failed)"})
+            continue
+        if v.error:
+            errors.append({"image_id": image_id, "path": names.get(image_id, ""), "error": v.error,
+                           "raw_response": v.raw_response[:2000]})
+            continue
+        decision = final_decision(v.decision, v.score, min_score)
+        lines.append({
+            "image_id": image_id, "sha256": v.image.sha256, "path": names.get(image_id) or v.image.file.name,
+            "decision": decision, "model_decision": v.decision, "score": v.score, "reason": v.reason,
+            "tags": v.tags, "prompt": version.name, "prompt_hash": version.content_hash[:12], "backend": backend,
+            "model": model, "latency_ms": v.latency_ms, "input_tokens": v.input_tokens,
+            "output_tokens": v.output_tokens, "cost_usd": v.cost_usd,
+        })
+        copies.append((v.image, decision, names.get(image_id)))
+    if output:
+        output = Path(output)
+        _write_atomic(output, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+        _write_atomic(errors_path(output), json.dumps(errors, ensure_ascii=False, indent=1) + "\n")
+    if keep_dir or reject_dir:
+        _copy_files(copies, keep_dir, reject_dir)
+    return {"verdicts": len(lines), "errors": len(errors)}
+
+
+def _write_atomic(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _copy_files(copies, keep_dir, reject_dir):
+    dirs = {"keep": Path(keep_dir) if keep_dir else None, "reject": Path(reject_dir) if reject_dir else None}
+    for d in dirs.values():
+        if d is not None:
+            d.mkdir(parents=True, exist_ok=True)
+    used = set()
+    for image, decision, original in copies:
+        ext = Path(image.file.name).suffix or ".jpg"
+        name = Path(original).name if original else f"{image.sha256}{ext}"
+        if name in used:  # two inputs with one base name: keep both
+            name = f"{image.pk}-{name}"
+        used.add(name)
+        other = dirs["reject" if decision == "keep" else "keep"]
+        if other is not None:
+            (other / name).unlink(missing_ok=True)  # an earlier run with another threshold put it there
+        target_dir = dirs[decision]
+        if target_dir is None:
+            continue
+        target = target_dir / name
+        if target.exists() and target.stat().st_size == image.byte_size:
+            continue
+        with image.file.storage.open(image.file.name, "rb") as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
