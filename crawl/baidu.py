@@ -241,7 +241,7 @@ def crawl_keywords(tracker, queries, *, limit_per_query=200, per_host=None, batc
     fetcher = fetcher or Fetcher(per_host=per_host, headers=browser_headers(base + "/"))
     client = client or KeywordClient(fetcher, base_url=base)
     filters = filters or Filters.from_params(debug=debug)
-    tracker.set_total(len(queries) * limit_per_query)
+    tracker.add_total(len(queries) * limit_per_query)
     refused, in_a_row, last_refusal = [], 0, ""
 
     with db_pool(batch_size, "baidu-dl") as pool:

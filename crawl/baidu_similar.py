@@ -283,7 +283,7 @@ def expand_seeds(tracker, seeds, *, limit_per_seed=150, per_host=None, batch_siz
     client = GraphClient(fetcher, base_url=base)
     filters = filters or Filters.from_params(debug=debug)
     window_args = (dhash_min_distance, dhash_threshold, use_dhash)
-    tracker.set_total(len(seeds) * limit_per_seed)
+    tracker.add_total(len(seeds) * limit_per_seed)
     failures = []
 
     with db_pool(batch_size, "similar-dl") as pool:

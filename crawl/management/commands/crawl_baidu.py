@@ -1,0 +1,64 @@
+from pathlib import Path
+
+from django.core.management.base import CommandError
+
+from crawl import launch, queries
+from curation.stage_command import StageCommand
+
+
+class Command(StageCommand):
+    help = ("Crawl Baidu Images by keyword (the original crawler.py): every result is ingested once, "
+            "overlaps become extra Sources of the same Image.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("-q", "--query", action="append", default=[], help="a query (repeatable)")
+        parser.add_argument("--query-file", help="a file with one query per line (# starts a comment)")
+        parser.add_argument("--default-queries", action="store_true",
+                            help=f"use the {len(queries.DEFAULT_QUERIES)} built-in Chinese indoor-scene queries")
+        parser.add_argument("--limit-per-query", type=int, default=200,
+                            help="results taken per query (default 200; Baidu serves about 2,000 at most)")
+        parser.add_argument("--per-host", type=int, help="downloads at once per host (default SCENEIMG_FETCH_PER_HOST)")
+        parser.add_argument("--batch-size", type=int, default=20, help="downloads in flight at once (default 20)")
+        parser.add_argument("--timestamp-subdir", action="store_true",
+                            help="label the run with a timestamp (also the subfolder under --output)")
+        parser.add_argument("--debug", action="store_true", help="verbose, and relaxed size/aspect filters")
+        parser.add_argument("--output", help="also write stored files with sidecar JSON into DIR/<query>/")
+        parser.add_argument("--label", default="", help="a name for this crawl (default: the timestamp with "
+                                                        "--timestamp-subdir)")
+        parser.add_argument("--min-width", type=int)
+        parser.add_argument("--min-height", type=int)
+        parser.add_argument("--max-aspect", type=float)
+        self.add_enqueue_argument(parser)
+
+    def handle(self, *args, **opts):
+        try:
+            qs = queries.collect(opts["query"], opts["query_file"], opts["default_queries"])
+        except OSError as exc:
+            raise CommandError(f"cannot read --query-file: {exc}") from None
+        if not qs:
+            raise CommandError("no queries: give --query/-q, --query-file or --default-queries")
+        for name in ("limit_per_query", "batch_size", "per_host"):
+            if opts[name] is not None and opts[name] < 1:
+                raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
+        if opts["debug"]:
+            import logging
+
+            logging.getLogger("crawl").setLevel(logging.INFO)
+        label = opts["label"] or (launch.timestamp_label() if opts["timestamp_subdir"] else "")
+        output = str(Path(opts["output"]).resolve()) if opts["output"] else None
+        params = launch.crawl_params(
+            qs, limit_per_query=opts["limit_per_query"], per_host=opts["per_host"], batch_size=opts["batch_size"],
+            debug=opts["debug"], output=output, label=label,
+            **{k: opts[k] for k in launch.FILTER_KEYS})
+        if opts["enqueue"]:
+            run = launch.launch_crawl(params)
+            self.stdout.write(f"enqueued crawl run #{run.pk} on queue 'crawl' ({run.status}): {len(qs)} queries")
+            return
+        self.stdout.write(f"crawling {len(qs)} queries, up to {opts['limit_per_query']} results each"
+                          + (f", label {label}" if label else ""))
+        run = self.run_stage("crawl", launch.crawl_stage(params), params, label=label)
+        self.report_problems(run)
+
+    def report_problems(self, run):
+        if run is not None and run.error:
+            self.stderr.write(f"warning: {run.error}")

@@ -1,0 +1,140 @@
+"""Copies of the seeds among what an expansion found (`remove_seed_duplicates`).
+
+An image within the dHash threshold of a seed is the seed again (recompressed, resized, watermarked):
+it is rejected with the reason "copy of seed X". Stored files are kept, so a person can still see
+and overturn the decision; a human decision is never overwritten. With an exported folder, the copies
+and their sidecar JSON are removed from that folder, as the original script did.
+"""
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from crawl import ingest
+from crawl.baidu_similar import SEED_SUFFIXES, hamming
+from curation.models import Decision, Image
+
+
+class SeedDirError(Exception):
+    pass
+
+
+@dataclass
+class SeedHash:
+    name: str
+    dhash: int
+    sha256s: set = field(default_factory=set)  # the seed's own bytes, raw and normalised
+
+
+def _to_unsigned(values):
+    return np.asarray(values, dtype=np.int64).view(np.uint64)
+
+
+def hash_file(path):
+    data = Path(path).read_bytes()
+    im = ingest.decode(data)
+    norm = ingest.normalise(data, im)
+    return ingest.compute_dhash(norm.image), {hashlib.sha256(data).hexdigest(), norm.sha256}
+
+
+def seed_hashes(seed_dir):
+    folder = Path(seed_dir)
+    if not folder.is_dir():
+        raise SeedDirError(f"seed folder {seed_dir} does not exist")
+    seeds, skipped = [], []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SEED_SUFFIXES):
+        try:
+            dhash, shas = hash_file(path)
+        except (ingest.InvalidImage, OSError) as exc:
+            skipped.append(f"{path.name}: {exc}")
+            continue
+        seeds.append(SeedHash(path.name, dhash, shas))
+    if not seeds:
+        raise SeedDirError(f"no readable seed images in {seed_dir}")
+    return seeds, skipped
+
+
+def nearest_seed(candidate, seeds):
+    best = min(seeds, key=lambda s: hamming(s.dhash, candidate))
+    return best, hamming(best.dhash, candidate)
+
+
+def find_copies(seeds, threshold):
+    """{image id: (seed, distance)} for every Image within `threshold` of a seed (the seeds themselves excluded)."""
+    rows = list(Image.objects.values_list("id", "dhash", "sha256"))
+    if not rows:
+        return {}
+    ids = np.array([r[0] for r in rows])
+    hashes = _to_unsigned([r[1] for r in rows])
+    seed_shas = set().union(*(s.sha256s for s in seeds))
+    best_dist = np.full(len(rows), 65, dtype=np.int64)
+    best_seed = np.zeros(len(rows), dtype=np.int64)
+    for index, seed in enumerate(seeds):
+        dist = np.bitwise_count(hashes ^ _to_unsigned([seed.dhash])[0]).astype(np.int64)
+        closer = dist < best_dist
+        best_dist[closer], best_seed[closer] = dist[closer], index
+    out = {}
+    for i in np.nonzero(best_dist <= threshold)[0]:
+        if rows[i][2] in seed_shas:
+            continue  # the seed's own file in the collection is not a copy of itself
+        out[int(ids[i])] = (seeds[int(best_seed[i])], int(best_dist[i]))
+    return out
+
+
+def folder_copies(output_dir, seeds, threshold, seed_dir=None):
+    """[(file, seed, distance)] for image files under output_dir within the threshold of a seed."""
+    found = []
+    seed_root = Path(seed_dir).resolve() if seed_dir else None
+    for path in sorted(Path(output_dir).rglob("*")):
+        if not path.is_file() or path.suffix.lower() not in SEED_SUFFIXES:
+            continue
+        if seed_root is not None and path.resolve().is_relative_to(seed_root):
+            continue  # never the seeds themselves, even when they sit inside the output folder
+        try:
+            dhash, _ = hash_file(path)
+        except (ingest.InvalidImage, OSError):
+            continue
+        seed, distance = nearest_seed(dhash, seeds)
+        if distance <= threshold:
+            found.append((path, seed, distance))
+    return found
+
+
+@dataclass
+class Report:
+    seeds: int = 0
+    skipped_seeds: list = field(default_factory=list)
+    copies: int = 0
+    rejected: int = 0
+    human_kept: int = 0  # copies a person already decided on: left as they are
+    files_removed: list = field(default_factory=list)
+    dry_run: bool = False
+    details: list = field(default_factory=list)  # (image id or file, seed name, distance)
+
+
+def remove_seed_duplicates(seed_dir, *, threshold=2, output_dir=None, dry_run=False):
+    seeds, skipped = seed_hashes(seed_dir)
+    report = Report(seeds=len(seeds), skipped_seeds=skipped, dry_run=dry_run)
+    copies = find_copies(seeds, threshold)
+    report.copies = len(copies)
+    by_seed = {}
+    for image_id, (seed, distance) in sorted(copies.items()):
+        by_seed.setdefault(seed.name, []).append(image_id)
+        report.details.append((f"image #{image_id}", seed.name, distance))
+    decided = set(Image.objects.filter(pk__in=copies, human_decision__isnull=False).values_list("pk", flat=True))
+    report.human_kept = len(decided)
+    report.rejected = len(copies) - len(decided)
+    if not dry_run:
+        for name, ids in by_seed.items():
+            Image.objects.filter(pk__in=ids).set_auto_decision(Decision.REJECT, f"copy of seed {name}")
+    if output_dir:
+        if not Path(output_dir).is_dir():
+            raise SeedDirError(f"output folder {output_dir} does not exist")
+        for path, seed, distance in folder_copies(output_dir, seeds, threshold, seed_dir):
+            report.details.append((str(path), seed.name, distance))
+            report.files_removed.append(str(path))
+            if not dry_run:
+                path.unlink(missing_ok=True)
+                path.with_suffix(".json").unlink(missing_ok=True)
+    return report
