@@ -1,0 +1,242 @@
+"""Review: one card, a selection, everything matching (now or in the background), undo, CSRF."""
+import json
+
+import django_rq
+import pytest
+from django.contrib.auth.models import User
+from django.middleware.csrf import _get_new_csrf_string, _mask_cipher_secret
+from django.test import Client
+from rq import SimpleWorker
+
+from curation import review
+from curation.models import Image, Review, Run
+from curation.runs import Tracker
+from sceneimg_site import queues
+from tests.ui.imagerows import make_image
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def user():
+    return User.objects.create_user("rita", password="pw-rita-123")
+
+
+@pytest.fixture
+def client_in(client, user):
+    client.force_login(user)
+    return client
+
+
+def fresh(img):
+    img.refresh_from_db()
+    return img
+
+
+def trigger(response, name="reviewed"):
+    return json.loads(response["HX-Trigger"])[name]
+
+
+# --- the service -----------------------------------------------------------------------------------
+
+def test_set_decision_writes_one_review_per_change_and_keeps_final_consistent(user):
+    a = make_image(1, auto_decision="keep")
+    b = make_image(2, auto_decision="reject", human_decision="reject")
+    written = review.set_decision([a.pk, b.pk], "reject", user, note="too tidy")
+    assert [(r.image_id, r.old, r.new, r.note, r.user_id) for r in written] == [(a.pk, None, "reject", "too tidy", user.pk)]
+    assert all(r.pk for r in written)
+    assert (fresh(a).human_decision, a.final_decision) == ("reject", "reject")
+    assert review.set_decision([a.pk], "reject", user) == []  # no change, no row
+    cleared = review.set_decision([a.pk], "clear", user)
+    assert [(r.old, r.new) for r in cleared] == [("reject", None)]
+    assert (fresh(a).human_decision, a.final_decision) == (None, "keep")  # back to the automatic decision
+    assert Review.objects.count() == 2
+
+
+def test_bad_decision_is_refused(user):
+    a = make_image(1)
+    with pytest.raises(review.ReviewError, match="decision"):
+        review.set_decision([a.pk], "maybe", user)
+
+
+def test_undo_restores_where_each_image_stood_and_is_recorded(user):
+    a = make_image(1, auto_decision="keep")
+    b = make_image(2, human_decision="keep")
+    first = review.set_decision([a.pk, b.pk], "reject", user)
+    second = review.set_decision([a.pk], "keep", user)
+    undone = review.undo([r.pk for r in second], user)
+    assert [(r.image_id, r.old, r.new) for r in undone] == [(a.pk, "keep", "reject")]
+    assert undone[0].note == f"undo of review #{second[0].pk}"
+    assert fresh(a).human_decision == "reject"
+    undone = review.undo([r.pk for r in first], user)
+    assert {(r.image_id, r.new) for r in undone} == {(a.pk, None), (b.pk, "keep")}
+    assert (fresh(a).human_decision, a.final_decision) == (None, "keep")
+    assert (fresh(b).human_decision, b.final_decision) == ("keep", "keep")
+    assert Review.objects.filter(image=a).count() == 4
+
+
+def test_undo_ignores_other_peoples_reviews(user):
+    other = User.objects.create_user("olga")
+    a = make_image(1)
+    theirs = review.set_decision([a.pk], "keep", other)
+    assert review.undo([r.pk for r in theirs], user) == []
+    assert fresh(a).human_decision == "keep"
+
+
+def test_decide_matching_stage_visits_each_match_once(user, monkeypatch):
+    monkeypatch.setattr(review, "CHUNK", 2)
+    made = [make_image(i, auto_decision="keep") for i in range(5)]
+    make_image(99, auto_decision="reject")
+    tracker = Tracker()
+    # The filter stops matching as images are decided: chunks must not skip any.
+    review.decide_matching(tracker, "final=keep", "reject", user)
+    assert tracker.counts == {"processed": 5, "changed": 5}
+    assert all(fresh(m).final_decision == "reject" for m in made)
+
+
+# --- views -------------------------------------------------------------------------------------------
+
+def test_decide_one_card_swaps_the_card_and_reports_the_review(client_in, user):
+    a = make_image(1, auto_decision="keep")
+    response = client_in.post(f"/images/{a.pk}/decide/", {"decision": "reject", "qs": "final=keep"},
+                              HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.strip().startswith("<article") and f'id="card-{a.pk}"' in html and "dec-reject" in html
+    assert "<html" not in html
+    assert f'href="/images/{a.pk}/?final=keep"' in html
+    row = Review.objects.get()
+    assert (row.image_id, row.user_id, row.old, row.new) == (a.pk, user.pk, None, "reject")
+    assert trigger(response) == {"reviews": [row.pk], "images": [a.pk], "run": None}
+
+
+def test_decide_from_detail_returns_decision_panel_and_history(client_in):
+    a = make_image(1)
+    response = client_in.post(f"/images/{a.pk}/decide/", {"decision": "keep", "view": "detail"},
+                              HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert 'id="decision"' in html and 'id="review-history" hx-swap-oob="true"' in html
+    assert "rita" in html
+
+
+def test_decide_without_htmx_redirects_to_detail(client_in):
+    a = make_image(1)
+    response = client_in.post(f"/images/{a.pk}/decide/", {"decision": "keep"})
+    assert response.status_code == 302 and response["Location"] == f"/images/{a.pk}/"
+
+
+def test_decide_rejects_bad_input_and_get(client_in):
+    a = make_image(1)
+    assert client_in.post(f"/images/{a.pk}/decide/", {"decision": "perhaps"}).status_code == 400
+    assert client_in.get(f"/images/{a.pk}/decide/").status_code == 405
+    assert client_in.post("/images/999999/decide/", {"decision": "keep"}).status_code == 404
+    assert Review.objects.count() == 0
+
+
+def test_selection_decides_many_and_swaps_cards_out_of_band(client_in):
+    made = [make_image(i) for i in range(3)]
+    ids = ",".join(str(m.pk) for m in made[:2])
+    response = client_in.post("/review/", {"ids": ids, "decision": "reject"}, HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    for m in made[:2]:
+        assert f'id="card-{m.pk}"' in html and fresh(m).final_decision == "reject"
+    assert html.count('hx-swap-oob="true"') == 3  # two cards and the flash message
+    assert "2 of 2 selected images changed." in html
+    assert fresh(made[2]).final_decision is None
+    assert sorted(trigger(response)["images"]) == sorted(m.pk for m in made[:2])
+    assert client_in.post("/review/", {"ids": "1,x", "decision": "keep"}).status_code == 400
+    assert client_in.post("/review/", {"ids": "", "decision": "keep"}).status_code == 400
+
+
+def test_undo_view_reverts_and_reports(client_in):
+    a = make_image(1, auto_decision="keep")
+    response = client_in.post(f"/images/{a.pk}/decide/", {"decision": "reject"}, HTTP_HX_REQUEST="true")
+    token = trigger(response)
+    response = client_in.post("/review/undo/", {"reviews": ",".join(map(str, token["reviews"]))},
+                              HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert fresh(a).final_decision == "keep" and a.human_decision is None
+    assert "Undone: 1 image restored." in response.content.decode()
+    assert trigger(response, "undone")["images"] == [a.pk]
+    assert list(Review.objects.order_by("pk").values_list("old", "new")) == [(None, "reject"), ("reject", None)]
+    assert client_in.post("/review/undo/", {"reviews": ""}).status_code == 400
+
+
+def test_bulk_small_set_is_done_at_once(client_in):
+    keep = [make_image(i, auto_decision="keep") for i in range(3)]
+    other = make_image(10, auto_decision="reject")
+    response = client_in.post("/review/bulk/", {"qs": "final=keep&after=5&sort=-vlm", "decision": "reject"},
+                              HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert "3 matching images changed." in response.content.decode()
+    assert all(fresh(k).final_decision == "reject" for k in keep)
+    assert fresh(other).human_decision is None
+    assert "refresh-results" in json.loads(response["HX-Trigger"])
+    assert client_in.post("/review/bulk/", {"qs": "final=soon", "decision": "keep"}).status_code == 400
+
+
+def test_bulk_large_set_runs_in_the_background_and_can_be_undone(client_in, user, redis_conn, settings,
+                                                                 django_capture_on_commit_callbacks):
+    settings.SCENEIMG_REVIEW_SYNC_LIMIT = 2
+    made = [make_image(i, auto_decision="keep") for i in range(5)]
+    already = make_image(20, human_decision="reject")
+    # django-rq enqueues when the transaction commits.
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_in.post("/review/bulk/", {"qs": "", "decision": "reject", "note": "bad batch"},
+                                  HTTP_HX_REQUEST="true")
+    run = Run.objects.get(kind=Run.Kind.REVIEW)
+    assert f"background run #{run.pk}" in response.content.decode()
+    assert trigger(response)["run"] == run.pk
+    assert run.status == Run.Status.QUEUED and run.created_by == user
+    assert Review.objects.count() == 0
+    queue = django_rq.get_queue(queues.DEFAULT)
+    assert queue.count == 1
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    run.refresh_from_db()
+    assert run.status == Run.Status.DONE, run.error
+    assert run.counters == {"processed": 6, "changed": 5}
+    assert set(Image.objects.values_list("final_decision", flat=True)) == {"reject"}
+    assert set(Review.objects.values_list("note", flat=True)) == {f"bulk run #{run.pk}: bad batch"}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_in.post("/review/undo/", {"run": run.pk}, HTTP_HX_REQUEST="true")
+    undo_run = Run.objects.exclude(pk=run.pk).get(kind=Run.Kind.REVIEW)
+    assert f"undoing bulk run #{run.pk}" in response.content.decode()
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    undo_run.refresh_from_db()
+    assert undo_run.status == Run.Status.DONE, undo_run.error
+    assert all(fresh(m).final_decision == "keep" and m.human_decision is None for m in made)
+    assert fresh(already).human_decision == "reject"
+    # An undo run is not itself a bulk decision run to undo.
+    assert client_in.post("/review/undo/", {"run": undo_run.pk}).status_code == 400
+
+
+# --- CSRF and access ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["/images/{pk}/decide/", "/review/", "/review/bulk/", "/review/undo/"])
+def test_posts_need_login(client, url):
+    a = make_image(1)
+    response = client.post(url.format(pk=a.pk), {"decision": "keep", "ids": str(a.pk)})
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    assert Review.objects.count() == 0
+
+
+def test_csrf_token_required_and_accepted_from_the_htmx_header(user):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    a = make_image(1)
+    page = client.get("/")
+    token = page.cookies["csrftoken"].value
+    assert client.post(f"/images/{a.pk}/decide/", {"decision": "keep"}, HTTP_HX_REQUEST="true").status_code == 403
+    forged = _mask_cipher_secret(_get_new_csrf_string())
+    assert client.post(f"/images/{a.pk}/decide/", {"decision": "keep"},
+                       HTTP_X_CSRFTOKEN=forged).status_code == 403
+    assert Review.objects.count() == 0
+    # What base.html puts in hx-headers is what htmx sends as X-CSRFToken.
+    html = page.content.decode()
+    header_token = html.split("hx-headers='")[1].split("'")[0]
+    sent = json.loads(header_token)["x-csrftoken"]
+    response = client.post(f"/images/{a.pk}/decide/", {"decision": "keep"}, HTTP_HX_REQUEST="true",
+                           HTTP_X_CSRFTOKEN=sent)
+    assert response.status_code == 200 and token
+    assert Review.objects.count() == 1
