@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import shutil
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -31,6 +32,9 @@ from curation.clip import get_clip_scorer, resolve_device
 from curation.models import Decision, FilterScore, Image
 
 log = logging.getLogger(__name__)
+# torchvision 0.29 points to torchcodec for decoding; its batched GPU decode_jpeg is still what we want.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
 
 DETECTOR_DEFAULT_THRESHOLD = 0.5
 
