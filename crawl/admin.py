@@ -1,9 +1,11 @@
 from django.contrib import admin
 
+from crawl.admin_launch import hook
 from crawl.models import Source
 
 
 @admin.register(Source)
+@hook  # launch pages: keyword crawl, reverse-image expansion, URL list, folder
 class SourceAdmin(admin.ModelAdmin):
     list_display = ("id", "provider", "outcome", "query", "url", "image", "run", "created_at")
     list_filter = ("provider", "outcome")
