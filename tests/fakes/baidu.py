@@ -491,8 +491,17 @@ def main():
     parser = argparse.ArgumentParser(description="Serve a loopback Baidu Images for offline demos.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--set", action="append", default=[], metavar="SWITCH=JSON",
+                        help='a switch, e.g. --set antiflag_after=40 --set state_mode=\'"preloaded_b64"\'')
     args = parser.parse_args()
-    fake = FakeBaidu(args.host, args.port)
+    switches = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            switches[key] = json.loads(value)
+        except json.JSONDecodeError:
+            switches[key] = value
+    fake = FakeBaidu(args.host, args.port, **switches)
     print(f"fake Baidu on {fake.url} (set SCENEIMG_BAIDU_IMAGE_URL and SCENEIMG_BAIDU_GRAPH_URL to it)")
     try:
         fake.server.serve_forever()
