@@ -60,6 +60,13 @@ class Image(models.Model):
             models.Index(fields=["clip_moderate_margin", "id"], name="img_moderate"),
             models.Index(fields=["vlm_score", "id"], name="img_vlm_score"),
             models.Index(fields=["dup_group", "id"], name="img_dup_group"),
+            # Gallery filters (0002_gallery_indexes): "uncalibrated" and "human and auto disagree".
+            models.Index(fields=["uncalibrated", "-id"], name="img_uncal_id"),
+            models.Index(
+                fields=["-id"], name="img_disagree_id",
+                condition=models.Q(human_decision__isnull=False, auto_decision__isnull=False)
+                & ~models.Q(human_decision=models.F("auto_decision")),
+            ),
         ]
 
     def __str__(self):
