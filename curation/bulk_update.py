@@ -1,8 +1,11 @@
 """Per-row updates of many Image rows in one statement (scores and groups differ row by row).
 
 Django's bulk_update builds a CASE WHEN per column, which grows quadratically with the batch; on
-Postgres we send UPDATE ... FROM (VALUES ...) instead. Other databases use bulk_update.
+Postgres and SQLite (3.33+) we send UPDATE ... FROM (VALUES ...) instead. Other databases use
+bulk_update.
 """
+import sqlite3
+
 from django.db import connection, transaction
 
 CHUNK = 2000
@@ -15,21 +18,32 @@ def update_rows(model, rows, fields, *, final_from_auto=False):
         return 0
     fields = list(fields)
     if connection.vendor == "postgresql":
-        return _update_postgres(model, rows, fields, final_from_auto)
+        return _update_from_values(model, rows, fields, final_from_auto, postgres=True)
+    if connection.vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 33):
+        return _update_from_values(model, rows, fields, final_from_auto, postgres=False)
     return _update_generic(model, rows, fields, final_from_auto)
 
 
-def _update_postgres(model, rows, fields, final_from_auto):
+def _update_from_values(model, rows, fields, final_from_auto, *, postgres):
     meta = model._meta
-    table = connection.ops.quote_name(meta.db_table)
+    q = connection.ops.quote_name
+    table = q(meta.db_table)
     pk = meta.pk
     cols = [meta.get_field(name) for name in fields]
-    names = [connection.ops.quote_name(pk.column)] + [connection.ops.quote_name(c.column) for c in cols]
-    casts = [pk.db_type(connection)] + [_cast_type(c) for c in cols]
-    placeholder = "(" + ", ".join(f"%s::{t}" for t in casts) + ")"
-    sets = [f"{n} = v.{n}" for n in names[1:]]
+    names = [q(pk.column)] + [q(c.column) for c in cols]
+    if postgres:  # typed placeholders and named VALUES columns
+        casts = [pk.db_type(connection)] + [_cast_type(c) for c in cols]
+        placeholder = "(" + ", ".join(f"%s::{t}" for t in casts) + ")"
+        alias = f"v({', '.join(names)})"
+        refs = [f"v.{n}" for n in names]
+    else:  # SQLite names VALUES columns column1, column2, ...
+        placeholder = "(" + ", ".join(["%s"] * len(names)) + ")"
+        alias = "v"
+        refs = [f"v.column{n + 1}" for n in range(len(names))]
+    sets = [f"{n} = {r}" for n, r in zip(names[1:], refs[1:], strict=True)]
     if final_from_auto:
-        sets.append('"final_decision" = COALESCE(t."human_decision", v."auto_decision")')
+        auto_ref = refs[1 + fields.index("auto_decision")]
+        sets.append(f'"final_decision" = COALESCE({table}."human_decision", {auto_ref})')
     done = 0
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start:start + CHUNK]
@@ -38,9 +52,9 @@ def _update_postgres(model, rows, fields, final_from_auto):
             params.append(row["id"])
             params.extend(_db_value(c, row[c.name]) for c in cols)
         sql = (
-            f"UPDATE {table} AS t SET {', '.join(sets)} "
-            f"FROM (VALUES {', '.join([placeholder] * len(chunk))}) AS v({', '.join(names)}) "
-            f"WHERE t.{names[0]} = v.{names[0]}"
+            f"UPDATE {table} SET {', '.join(sets)} "
+            f"FROM (VALUES {', '.join([placeholder] * len(chunk))}) AS {alias} "
+            f"WHERE {table}.{names[0]} = {refs[0]}"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)

@@ -62,10 +62,12 @@ def brute_force_pairs(hashes, k, block=2048):
     return _concat(out_i), _concat(out_j)
 
 
-def query_pairs(queries, hashes, k, block=256):
+def query_pairs(queries, hashes, k, block=None):
     """For each query hash, the indexes of `hashes` within k bits: (query index, hash index) arrays."""
     q = np.asarray(queries, dtype=np.uint64)
     h = np.asarray(hashes, dtype=np.uint64)
+    # Keep the xor temporary near cache size: a 256 x 1M block would be 2 GB of memory traffic.
+    block = block or max(1, 2_000_000 // max(len(h), 1))
     out_q, out_h = [], []
     for start in range(0, len(q), block):
         close = _popcount_le(q[start:start + block, None], h[None, :], k)

@@ -121,6 +121,7 @@ def test_damaged_file_is_counted_as_an_error_and_the_rest_is_scored(images):
     assert not FilterScore.objects.filter(image=broken).exists()
 
 
+@pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities of TorchVision")
 def test_gpu_style_tensor_decoder_matches_the_pillow_decoder(images):
     """The CUDA path (batched decode_jpeg + resize on the device) run on the CPU gives the same crops."""
     items = [(im.pk, im.file.name, default_storage.open(im.file.name).read()) for im in images]

@@ -1,0 +1,166 @@
+"""CLIP filter throughput: end to end (JPEG files on disk -> FilterScore rows) against model-only.
+
+Writes N synthetic photo-like JPEGs (default 1024x768, ~like the anchor's) into a temporary media
+folder, creates their Image rows in a temporary SQLite database (or --database-url), then measures
+in one process:
+
+  model-only   ViT-B-32 image tower + prompt similarities on a batch already in memory
+  end to end   curation.scoring.score_images: read, decode (Pillow draft on the CPU, nvJPEG on
+               CUDA), preprocess, infer, upsert FilterScores, update Images
+
+and prints images/s for both, their ratio, and the ratio to the anchors:
+  CPU: end to end >= 80% of model-only (issue 4); model-only anchor 18 img/s on 2 threads
+       (performance-anchors.md section 8).
+  CUDA: end to end >= 5,000 img/s on one H100 (issue 4); anchor 4,639 img/s GPU decode + ViT-B-32
+       fp16 from bytes in memory (section 7).
+
+    .venv/bin/python bench/clip_throughput.py                       # CPU, 256 images
+    .venv/bin/python bench/clip_throughput.py --device cuda --n 16384 --batch-size 512
+
+Weights are random (SCENEIMG_CLIP_PRETRAINED=none unless set): same cost, meaningless scores.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CPU_RATIO_TARGET = 0.80
+CPU_MODEL_ANCHOR = 18.0  # img/s, ViT-B-32 image tower, 2 threads, batch 32 (anchors section 8)
+GPU_E2E_TARGET = 5000.0  # img/s on one H100 (issue 4)
+GPU_E2E_ANCHOR = 4639.0  # img/s, GPU decode + ViT-B-32 fp16 from bytes in memory (anchors section 7)
+
+
+def setup_django(tmp, database_url):
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
+    os.environ.setdefault("DEBUG", "1")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "sceneimg_site.settings"
+    os.environ["DATABASE_URL"] = database_url or f"sqlite:///{tmp / 'bench.sqlite3'}"
+    os.environ["MEDIA_ROOT"] = str(tmp / "media")
+    os.environ.setdefault("SCENEIMG_CLIP_PRETRAINED", "none")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def make_images(n, width, height, unique=64):
+    """n Image rows over `unique` distinct pictures (decode cost is what matters, not variety)."""
+    import hashlib
+
+    from django.conf import settings
+
+    from curation.models import Image
+    from tests.images import encode, photo_like
+
+    media = Path(settings.MEDIA_ROOT)
+    (media / "images").mkdir(parents=True, exist_ok=True)
+    import numpy as np
+    from PIL import Image as PILImage
+
+    def noisy(seed):
+        # Sensor-like noise makes the JPEGs ~130 KB at 1024x768, like the anchor's, not ~35 KB of flat blocks.
+        arr = np.asarray(photo_like(width, height, seed), dtype=np.int16)
+        arr = arr + np.random.default_rng(seed).normal(0, 10, arr.shape).astype(np.int16)
+        return PILImage.fromarray(arr.clip(0, 255).astype(np.uint8))
+
+    blobs = [encode(noisy(seed), "JPEG", quality=90) for seed in range(min(unique, n))]
+    rows = []
+    for i in range(n):
+        data = blobs[i % len(blobs)]
+        sha = hashlib.sha256(data + i.to_bytes(8, "little")).hexdigest()
+        name = f"images/{sha}.jpg"
+        (media / name).write_bytes(data)
+        rows.append(Image(sha256=sha, file=name, thumbnail=name, width=width, height=height, format="jpeg",
+                          byte_size=len(data), dhash=i))
+    Image.objects.bulk_create(rows, batch_size=2000)
+    return list(Image.objects.order_by("id").values_list("id", flat=True)), sum(map(len, blobs)) / len(blobs)
+
+
+def model_only(scorer, batch_size, seconds):
+    import torch
+
+    x = torch.randint(0, 256, (batch_size, 3, scorer.image_size, scorer.image_size), dtype=torch.uint8)
+    x = x.to(scorer.device)
+    scorer.score(x)  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        scorer.score(x)  # .cpu() inside synchronises CUDA
+        done += batch_size
+    return done / (time.perf_counter() - start)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=None, help="images end to end (default 256 CPU, 16384 CUDA)")
+    ap.add_argument("--size", default="1024x768")
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--model-seconds", type=float, default=None, help="how long to time model-only")
+    ap.add_argument("--database-url", default=None, help="default: a temporary SQLite database")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="sceneimg-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        setup_django(tmp, args.database_url)
+        from curation import runs
+        from curation.clip import get_clip_scorer, resolve_device
+        from curation.scoring import DecisionRule, default_batch_size, score_images
+
+        device = resolve_device(args.device)
+        gpu = device.startswith("cuda")
+        n = args.n or (16384 if gpu else 256)
+        batch = args.batch_size or default_batch_size(device)
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        t0 = time.perf_counter()
+        ids, avg_bytes = make_images(n, w, h)
+        print(f"prepared {n} JPEGs {w}x{h} (~{avg_bytes / 1024:.0f} KB) in {time.perf_counter() - t0:.1f} s")
+
+        import torch
+
+        t0 = time.perf_counter()
+        scorer = get_clip_scorer(device)
+        print(f"model {scorer.key} on {device} ({torch.cuda.get_device_name() if gpu else f'{torch.get_num_threads()} threads'}),"
+              f" loaded in {time.perf_counter() - t0:.1f} s, batch {batch}")
+        seconds = args.model_seconds or (10.0 if gpu else 8.0)
+        model_rates = [model_only(scorer, batch, seconds)]
+
+        # Warm the whole pipeline (allocator, nvJPEG handles, database) on a few images first.
+        warm = ids[: min(len(ids), batch)]
+        score_images(runs.Tracker(), warm, rule=DecisionRule(), device=device, batch_size=batch)
+        rest = ids[len(warm):] or ids
+        from curation.models import FilterScore
+
+        FilterScore.objects.filter(image_id__in=rest).delete()
+        t0 = time.perf_counter()
+        tracker = runs.Tracker()
+        score_images(tracker, rest, rule=DecisionRule(), device=device, batch_size=batch)
+        elapsed = time.perf_counter() - t0
+        written = FilterScore.objects.filter(image_id__in=rest).count()
+        e2e_rate = len(rest) / elapsed
+        # Model-only again after: on a shared machine the load moves, so the two bracket the run.
+        model_rates.append(model_only(scorer, batch, seconds))
+        model_rate = sum(model_rates) / len(model_rates)
+
+        ratio = e2e_rate / model_rate
+        print(f"model-only  : {model_rate:9.1f} img/s (before {model_rates[0]:.1f}, after {model_rates[1]:.1f})")
+        print(f"end to end  : {e2e_rate:9.1f} img/s ({len(rest)} images in {elapsed:.2f} s, {written} FilterScores)")
+        print(f"end-to-end / model-only = {ratio:.2f} (target >= {CPU_RATIO_TARGET:.2f} on the CPU)")
+        if gpu:
+            print(f"vs target {GPU_E2E_TARGET:.0f} img/s on one H100: {e2e_rate / GPU_E2E_TARGET:.2f}x; "
+                  f"vs anchor {GPU_E2E_ANCHOR:.0f} img/s (GPU decode + fp16, bytes in memory): "
+                  f"{e2e_rate / GPU_E2E_ANCHOR:.2f}x")
+        else:
+            print(f"model-only vs anchor {CPU_MODEL_ANCHOR:.0f} img/s (2 threads): {model_rate / CPU_MODEL_ANCHOR:.2f}x; "
+                  f"end to end vs anchor: {e2e_rate / CPU_MODEL_ANCHOR:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Near-duplicate search: curation.neardup (multi-index hashing) against imagededup's own search.
+
+N random 64-bit hashes with planted near-duplicates (10% of rows copied from another with 0..k+2
+bits flipped). Times, at equal sizes, our grouping (search + connected components) and imagededup's
+`find_duplicates(encoding_map=..., max_distance_threshold=k)` (brute_force_cython, its Unix
+default, one worker per core), checks both find the same pairs, then times ours alone up to 1M.
+
+    .venv/bin/python bench/neardup.py                       # k=4; imagededup at 10,200; ours up to 1M
+    .venv/bin/python bench/neardup.py --imagededup-sizes 10200,20400 --sizes 100000,1000000
+
+Targets (issue 4): 1,000,000 hashes at k=4 under 60 s on 2 cores; >= 20x faster than imagededup at
+equal size. Anchor (performance-anchors.md section 8): imagededup 10,200 hashes 10.7 s, 40,800 214 s.
+"""
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TARGET_1M_SECONDS = 60.0
+TARGET_SPEEDUP = 20.0
+ANCHOR_IMAGEDEDUP = {10_200: 10.7, 40_800: 214.0}
+
+
+def setup_django():
+    """curation.neardup lives beside the models; the search itself never touches the database."""
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
+    os.environ.setdefault("DEBUG", "1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sceneimg_site.settings")
+    import django
+
+    django.setup()
+
+
+def planted(n, k, seed=0, frac=0.10):
+    rng = np.random.default_rng(seed)
+    h = rng.integers(0, np.iinfo(np.uint64).max, n, dtype=np.uint64, endpoint=True)
+    m = int(n * frac)
+    src, dst = rng.integers(0, n, m), rng.integers(0, n, m)
+    flips = np.zeros(m, dtype=np.uint64)
+    nbits = rng.integers(0, k + 3, m)
+    for r in range(1, k + 3):
+        rows = np.flatnonzero(nbits >= r)
+        flips[rows] |= np.uint64(1) << rng.integers(0, 64, len(rows)).astype(np.uint64)
+    h[dst] = h[src] ^ flips
+    return h
+
+
+def ours(h, k):
+    from curation import neardup
+
+    t0 = time.perf_counter()
+    i, j = neardup.near_pairs(h, k)
+    labels = neardup.components(len(h), i, j)
+    return time.perf_counter() - t0, labels, (i, j)
+
+
+def imagededup_search(h, k):
+    from imagededup.methods import DHash
+
+    encoding_map = {str(n): f"{int(v):016x}" for n, v in enumerate(h)}
+    t0 = time.perf_counter()
+    dups = DHash(verbose=False).find_duplicates(
+        encoding_map=encoding_map, max_distance_threshold=k, search_method="brute_force_cython")
+    return time.perf_counter() - t0, dups
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--imagededup-sizes", default="10200")
+    ap.add_argument("--sizes", default="100000,1000000")
+    args = ap.parse_args()
+    k = args.k
+    setup_django()
+    print(f"k={k}, {os.cpu_count()} cores, numpy {np.__version__}")
+
+    try:
+        import imagededup  # noqa: F401
+        have_imagededup = True
+    except ImportError:
+        have_imagededup = False
+        print("imagededup is not installed: comparing with blocked numpy brute force instead")
+
+    for n in [int(s) for s in args.imagededup_sizes.split(",") if s]:
+        h = np.unique(planted(n, k, seed=n))  # distinct hashes, so both searches report the same pairs
+        t_ours, _, (i, j) = ours(h, k)
+        ours_pairs = set(zip(i.tolist(), j.tolist(), strict=True))
+        if have_imagededup:
+            t_ref, dups = imagededup_search(h, k)
+            ref_pairs = {(min(int(a), int(b)), max(int(a), int(b))) for a, lst in dups.items() for b in lst}
+            name = "imagededup brute_force_cython"
+        else:
+            from curation.neardup import brute_force_pairs
+
+            t0 = time.perf_counter()
+            bi, bj = brute_force_pairs(h, k)
+            t_ref = time.perf_counter() - t0
+            ref_pairs = set(zip(bi.tolist(), bj.tolist(), strict=True))
+            name = "numpy brute force"
+        same = "same pairs" if ref_pairs == ours_pairs else f"PAIRS DIFFER ({len(ref_pairs)} vs {len(ours_pairs)})"
+        anchor = f"; anchor {ANCHOR_IMAGEDEDUP[n]:.1f} s" if n in ANCHOR_IMAGEDEDUP else ""
+        print(f"n={len(h):>9,}: ours {t_ours:7.3f} s, {name} {t_ref:7.2f} s{anchor} -> "
+              f"{t_ref / t_ours:,.0f}x faster (target >= {TARGET_SPEEDUP:.0f}x); {len(ours_pairs)} pairs, {same}")
+
+    for n in [int(s) for s in args.sizes.split(",") if s]:
+        h = planted(n, k, seed=1)
+        t, labels, (i, _) = ours(h, k)
+        groups = np.bincount(labels)
+        line = (f"n={n:>9,}: ours {t:7.2f} s ({len(i):,} edges, {int((groups > 1).sum()):,} groups, "
+                f"{int(groups[groups > 1].sum()):,} images in groups)")
+        if n == 1_000_000:
+            line += f" -> {t / TARGET_1M_SECONDS:.3f} of the {TARGET_1M_SECONDS:.0f} s target"
+        print(line)
+        if n == max(int(s) for s in args.sizes.split(",") if s):
+            from curation.neardup import query_pairs
+
+            q = h[:256]
+            t0 = time.perf_counter()
+            query_pairs(q, h, k)
+            per = (time.perf_counter() - t0) / len(q)
+            print(f"incremental (assign_near_duplicates' scan): {per * 1000:.2f} ms per new image against {n:,}")
+
+
+if __name__ == "__main__":
+    main()
