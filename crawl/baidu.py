@@ -9,14 +9,12 @@ import json
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import close_old_connections, connections, transaction
+from django.db import close_old_connections, transaction
 from django.utils.text import slugify
 
 from crawl.baidu_protocol import NotJson, is_antiflag, loads_tolerant, looks_like_captcha, parse_keyword_page
@@ -24,6 +22,7 @@ from crawl.fetcher import Fetcher, FetchError, HTTPStatusError
 from crawl.ingest import Filters, Sighting, ingest_url
 from crawl.models import Source
 from curation.models import Run
+from curation.threads import db_pool  # noqa: F401 (shared with baidu_similar)
 
 log = logging.getLogger(__name__)
 
@@ -88,32 +87,6 @@ def append_run_error(run, message):
         current = Run.objects.select_for_update().values_list("error", flat=True).get(pk=run.pk)
         if message not in current:
             Run.objects.filter(pk=run.pk).update(error=f"{current}\n{message}".strip()[:5000])
-
-
-@contextmanager
-def db_pool(workers, prefix):
-    """A thread pool whose threads close their database connections when it ends.
-
-    Threads that touch the ORM each open a connection, and Django closes none of them for us: a
-    long crawl would otherwise leave one idle Postgres session per download thread.
-    """
-    workers = max(1, int(workers))
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=prefix)
-    try:
-        yield pool
-    finally:
-        barrier = threading.Barrier(workers)
-
-        def close_here():
-            try:
-                barrier.wait(timeout=10)  # one task per thread: every thread is blocked here at once
-            except threading.BrokenBarrierError:
-                pass
-            connections.close_all()
-
-        for future in [pool.submit(close_here) for _ in range(workers)]:
-            future.result()
-        pool.shutdown()
 
 
 class KeywordClient:

@@ -19,7 +19,7 @@ from django.core.files.storage import default_storage
 from django.db import close_old_connections
 
 from crawl import ingest
-from crawl.baidu import Pacer, _label_dir, append_run_error, db_pool, write_output
+from crawl.baidu import Pacer, _label_dir, append_run_error, write_output
 from crawl.baidu_protocol import (
     NotJson,
     loads_tolerant,
@@ -31,6 +31,7 @@ from crawl.fetcher import Fetcher, FetchError
 from crawl.ingest import Filters, Sighting, compute_dhash, examine, ingest_bytes, ingest_url, known_url
 from crawl.models import Source
 from curation.models import Image
+from curation.threads import db_pool
 
 log = logging.getLogger(__name__)
 

@@ -1,15 +1,13 @@
 """Import stages: a folder of images (including folders the original scripts wrote) and URL lists."""
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-from django.db import close_old_connections
 
 from crawl.fetcher import Fetcher
 from crawl.ingest import Filters, Sighting, examine, ingest_bytes, ingest_url, known_url
 from crawl.models import Source
 from curation.models import Image
+from curation.threads import db_pool
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +181,13 @@ def import_urls(tracker, entries, *, dry_run=False, label="", workers=8, fetcher
             sighting = Sighting(provider=Source.Provider.URL_LIST, url=url, page_url=fields.get("page_url", ""),
                                 title=fields.get("title", ""), rank=number, extra={"label": label})
             ingest_url(url, sighting, fetcher=fetcher, run=run, filters=filters, tracker=tracker)
-        finally:
-            close_old_connections()
+        except Exception as exc:  # one bad entry must not lose the others
+            log.exception("import of line %s failed", number)
+            tracker.count("error")
+            if not dry_run:
+                Source.objects.create(run=run, provider=Source.Provider.URL_LIST, url=url, outcome="error",
+                                      reason=f"unexpected error: {exc}"[:2000], extra={"label": label})
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with db_pool(workers, "import-urls") as pool:
         for _ in pool.map(one, entries):
             pass

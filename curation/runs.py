@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import django_rq
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from rq import Callback
@@ -185,8 +185,7 @@ class _Heartbeat(threading.Thread):
                 Run.objects.filter(pk=self.run_id).update(heartbeat_at=timezone.now())
             except Exception:  # a missed beat is not worth crashing the job for
                 log.exception("heartbeat failed")
-            finally:
-                close_old_connections()
+        connection.close()  # this thread's own connection; nobody else would close it
 
 
 @contextmanager
