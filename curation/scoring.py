@@ -112,8 +112,12 @@ def key_for_settings(rule):
 # --- decoding -----------------------------------------------------------------------------------
 
 def _read(name):
-    with default_storage.open(name, "rb") as fh:
-        return fh.read()
+    """The file's bytes, or the exception that stopped us (a missing file fails one image, not the run)."""
+    try:
+        with default_storage.open(name, "rb") as fh:
+            return fh.read()
+    except Exception as exc:
+        return exc
 
 
 def _short_side_resize(w, h, size):
@@ -160,6 +164,9 @@ def decode_batch_cpu(items, size, detector_size=None):
 
     ids, arrays, dets, failures = [], [], [], []
     for image_id, _name, data in items:
+        if isinstance(data, Exception):
+            failures.append((image_id, f"unreadable: {type(data).__name__}: {data}"))
+            continue
         try:
             arr, det = decode_pil(data, size, detector_size)
         except Exception as exc:  # a damaged file must not sink its batch
@@ -180,6 +187,10 @@ def decode_batch_tensor(items, size, device, detector_size=None):
     from torchvision.io import ImageReadMode, decode_jpeg
 
     ids, tensors, failures = [], [], []
+    for image_id, _name, data in items:
+        if isinstance(data, Exception):
+            failures.append((image_id, f"unreadable: {type(data).__name__}: {data}"))
+    items = [item for item in items if not isinstance(item[2], Exception)]
     jpeg_idx = [i for i, (_, _, data) in enumerate(items) if data[:3] == b"\xff\xd8\xff"]
     decoded = {}
     if jpeg_idx:
