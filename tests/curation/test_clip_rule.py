@@ -86,3 +86,11 @@ def test_csv_columns_follow_the_original_log():
         "file", "image_id", "indoor", "outdoor", "tidy", "messy", "moderate",
         "indoor_margin", "moderate_margin", "object_count", "decision",
     ]
+
+
+def test_fetch_models_with_random_weights_has_nothing_to_fetch(capsys):
+    from django.core.management import call_command
+
+    call_command("fetch_models")
+    out = capsys.readouterr().out
+    assert "SCENEIMG_CLIP_PRETRAINED=none" in out and "nothing to fetch" in out
