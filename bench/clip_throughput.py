@@ -68,7 +68,7 @@ def make_images(n, width, height, unique=64):
     def noisy(seed):
         # Sensor-like noise makes the JPEGs ~130 KB at 1024x768, like the anchor's, not ~35 KB of flat blocks.
         arr = np.asarray(photo_like(width, height, seed), dtype=np.int16)
-        arr = arr + np.random.default_rng(seed).normal(0, 10, arr.shape).astype(np.int16)
+        arr = arr + np.random.default_rng(seed).normal(0, 5, arr.shape).astype(np.int16)
         return PILImage.fromarray(arr.clip(0, 255).astype(np.uint8))
 
     blobs = [encode(noisy(seed), "JPEG", quality=90) for seed in range(min(unique, n))]

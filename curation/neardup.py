@@ -285,8 +285,9 @@ def _apply(ids, reps, current_groups, released_candidates=None):
     members = (reps != -1) & (reps != ids)
     member_rep = dict(zip(ids[members].tolist(), reps[members].tolist(), strict=True))
     decision_rows = []
-    for start in range(0, len(member_rep), 10000):
-        chunk = list(member_rep)[start:start + 10000]
+    member_ids = list(member_rep)
+    for start in range(0, len(member_ids), 10000):
+        chunk = member_ids[start:start + 10000]
         for pk, auto, reason, human in Image.objects.filter(id__in=chunk).values_list(
                 "id", "auto_decision", "auto_reason", "human_decision"):
             want = f"{REASON_PREFIX}{member_rep[pk]}"
