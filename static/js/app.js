@@ -89,7 +89,12 @@
     }
     focusedId = card.dataset.id;
     card.classList.add("is-focused");
-    if (scroll !== false) card.scrollIntoView({ block: "nearest" });
+    if (scroll === false) return;
+    card.scrollIntoView({ block: "nearest" });
+    // On the last row, bring the "load more" sentinel into view too so the next page arrives.
+    var sentinel = document.querySelector("#grid .sentinel");
+    var list = cards();
+    if (sentinel && list.indexOf(card) >= list.length - columns(list)) sentinel.scrollIntoView({ block: "nearest" });
   }
 
   function columns(list) {

@@ -169,8 +169,10 @@ def test_open_detail_review_and_step_through(logged_in_page, images):
     expect(page).to_have_url(re.compile(r"sort=-vlm"))
     top = max((i for i in images if i.vlm_score is not None), key=lambda i: i.vlm_score)
     expect(page.locator("#grid .card").first).to_have_id(f"card-{top.pk}")
+    page.wait_for_load_state()
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(rf"/images/{top.pk}/\?sort=-vlm$"))
+    page.wait_for_load_state()  # app.js (deferred) must be listening before the next key
     expect(page.locator("h1")).to_have_text(f"Image #{top.pk}")
     expect(page.locator(".verdict")).to_contain_text("gpt-4.1-mini")
     expect(page.locator("img[alt='Image %d']" % top.pk).first).to_be_visible()
@@ -182,13 +184,33 @@ def test_open_detail_review_and_step_through(logged_in_page, images):
     assert final(top) == "reject"
     page.keyboard.press("u")
     expect(page.locator("#decision .badge")).to_have_text("keep")  # page reloads after the undo
+    page.wait_for_load_state()
 
     page.keyboard.press("n")
     second = sorted((i for i in images if i.vlm_score is not None), key=lambda i: -i.vlm_score)[1]
     expect(page).to_have_url(re.compile(rf"/images/{second.pk}/\?sort=-vlm$"))
+    page.wait_for_load_state()
     page.keyboard.press("p")
     expect(page).to_have_url(re.compile(rf"/images/{top.pk}/"))
+    page.wait_for_load_state()
     page.keyboard.press("g")
     expect(page).to_have_url(re.compile(rf"/\?sort=-vlm#card-{top.pk}$"))
     expect(card(page, top)).to_have_class(re.compile("is-focused"))
     assert page.js_errors == []
+
+
+def test_infinite_scroll_loads_the_next_pages(logged_in_page, monkeypatch):
+    from curation import gallery
+
+    monkeypatch.setattr(gallery, "PAGE_SIZE", 4)  # the live server runs in this process
+    made = [make_image(700 + i, auto_decision="keep") for i in range(10)]
+    page = open_gallery(logged_in_page)
+    page.set_viewport_size({"width": 1400, "height": 400})
+    page.goto(page.url)
+    expect(page.locator("#grid .sentinel")).to_have_count(1)  # pages of 4, more to come
+    for count in (8, 10):  # walking down with the keyboard brings the next page's sentinel into view
+        page.keyboard.press("End")
+        expect(page.locator("#grid .card")).to_have_count(count)
+    expect(page.locator(".end")).to_have_text("End of results.")
+    shown = page.eval_on_selector_all("#grid .card", "cards => cards.map(c => Number(c.dataset.id))")
+    assert shown == sorted((m.pk for m in made), reverse=True)

@@ -202,16 +202,16 @@ def test_htmx_infinite_scroll_returns_only_cards_and_next_sentinel(client_in, mo
     monkeypatch.setattr(gallery, "PAGE_SIZE", 3)
     made = [make_image(200 + i) for i in range(7)]
     first = client_in.get("/").content.decode()
-    assert "<html" in first and 'hx-trigger="revealed"' in first
+    assert "<html" in first and 'hx-trigger="intersect once"' in first
     newest = sorted((m.pk for m in made), reverse=True)
     cursor = newest[2]
     response = client_in.get(f"/?after={cursor}", HTTP_HX_REQUEST="true")
     html = response.content.decode()
     assert "<html" not in html and 'id="grid"' not in html
     assert [f'id="card-{pk}"' in html for pk in newest] == [False] * 3 + [True] * 3 + [False]
-    assert f'hx-get="/?after={newest[5]}"' in html and 'hx-trigger="revealed"' in html
+    assert f'hx-get="/?after={newest[5]}"' in html and 'hx-trigger="intersect once"' in html
     last = client_in.get(f"/?after={newest[5]}", HTTP_HX_REQUEST="true").content.decode()
-    assert f'id="card-{newest[6]}"' in last and "revealed" not in last and "End of results" in last
+    assert f'id="card-{newest[6]}"' in last and "intersect once" not in last and "End of results" in last
 
 
 def test_htmx_filter_swaps_results_block(client_in, scene):
