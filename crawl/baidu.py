@@ -45,13 +45,12 @@ def image_base():
 
 
 def refusal_retries():
-    return int(getattr(settings, "SCENEIMG_BAIDU_REFUSAL_RETRIES", 3))
+    return settings.SCENEIMG_BAIDU_REFUSAL_RETRIES
 
 
 def refusal_backoff():
-    """Seconds before the first retry after a refusal; doubles each time. Follows the pacing setting."""
-    default = max(float(settings.SCENEIMG_BAIDU_PACING), 0.0) * 10
-    return float(getattr(settings, "SCENEIMG_BAIDU_REFUSAL_BACKOFF", default))
+    """Seconds before the first retry after a refusal; doubles each time."""
+    return settings.SCENEIMG_BAIDU_REFUSAL_BACKOFF
 
 
 def browser_headers(referer):

@@ -113,7 +113,7 @@ class GraphClient:
     def acs_token(self):
         """Baidu only checks that the header is there (PIS sends it empty, clones send one character);
         a real token from a browser session can be supplied through SCENEIMG_BAIDU_ACS_TOKEN."""
-        configured = getattr(settings, "SCENEIMG_BAIDU_ACS_TOKEN", "")
+        configured = settings.SCENEIMG_BAIDU_ACS_TOKEN
         if configured:
             return configured
         now = int(time.time() * 1000)
@@ -211,10 +211,10 @@ def ingest_candidate(hit, sighting, window, *, fetcher, run, filters, tracker, d
             extra["seed_distance"] = hamming(window.seed_hash, candidate_hash)
             reason = window.reject_reason(candidate_hash)
             if reason:
-                return ingest._record(sighting, Source.Outcome.INVALID, run=run, reason=reason, tracker=tracker,
+                return ingest.record(sighting, Source.Outcome.INVALID, run=run, reason=reason, tracker=tracker,
                                       extra=extra)
         return ingest_bytes(resp.content, sighting, run=run, filters=filters, tracker=tracker, extra=extra)
-    return ingest._record(sighting, Source.Outcome.ERROR, run=run, reason="; ".join(errors) or "no URL",
+    return ingest.record(sighting, Source.Outcome.ERROR, run=run, reason="; ".join(errors) or "no URL",
                           tracker=tracker)
 
 

@@ -29,3 +29,9 @@ SCENEIMG_JPEG_QUALITY = env_int("SCENEIMG_JPEG_QUALITY", 92)
 SCENEIMG_BAIDU_IMAGE_URL = env_str("SCENEIMG_BAIDU_IMAGE_URL", "https://image.baidu.com")
 SCENEIMG_BAIDU_GRAPH_URL = env_str("SCENEIMG_BAIDU_GRAPH_URL", "https://graph.baidu.com")
 SCENEIMG_BAIDU_PACING = env_float("SCENEIMG_BAIDU_PACING", 1.0)
+# After an anti-spider answer (antiFlag body or captcha redirect): retries, and the first back-off in
+# seconds (doubling each time; default 10 x the pacing).
+SCENEIMG_BAIDU_REFUSAL_RETRIES = env_int("SCENEIMG_BAIDU_REFUSAL_RETRIES", 3)
+SCENEIMG_BAIDU_REFUSAL_BACKOFF = env_float("SCENEIMG_BAIDU_REFUSAL_BACKOFF", SCENEIMG_BAIDU_PACING * 10)
+# A real Acs-Token from a browser session, when Baidu starts checking it.
+SCENEIMG_BAIDU_ACS_TOKEN = env_str("SCENEIMG_BAIDU_ACS_TOKEN", "")

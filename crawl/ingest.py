@@ -208,7 +208,7 @@ def store(norm):
         return Image.objects.get(sha256=sha), False
 
 
-def _record(sighting, outcome, *, run=None, image=None, reason="", tracker=None, extra=None):
+def record(sighting, outcome, *, run=None, image=None, reason="", tracker=None, extra=None):
     source = Source.objects.create(
         run=run, image=image, provider=sighting.provider, query=sighting.query[:300],
         seed_image=sighting.seed_image, seed_name=sighting.seed_name[:300], url=sighting.url,
@@ -243,12 +243,12 @@ def examine(data, filters=None):
 def ingest_bytes(data, sighting, *, run=None, filters=None, tracker=None, extra=None):
     norm, reason = examine(data, filters)
     if norm is None:
-        return _record(sighting, Outcome.INVALID, run=run, reason=reason, tracker=tracker, extra=extra)
+        return record(sighting, Outcome.INVALID, run=run, reason=reason, tracker=tracker, extra=extra)
     image, created = store(norm)
     if created:
         on_image_stored(image)
-        return _record(sighting, Outcome.STORED, run=run, image=image, tracker=tracker, extra=extra)
-    return _record(sighting, Outcome.DUPLICATE, run=run, image=image, reason=f"same picture as #{image.pk}",
+        return record(sighting, Outcome.STORED, run=run, image=image, tracker=tracker, extra=extra)
+    return record(sighting, Outcome.DUPLICATE, run=run, image=image, reason=f"same picture as #{image.pk}",
                    tracker=tracker, extra=extra)
 
 
@@ -269,7 +269,7 @@ def ingest_url(url, sighting, *, fetcher, run=None, filters=None, tracker=None, 
         seen = (Source.objects.filter(url_hash=url_hash(url), outcome__in=[Outcome.STORED, Outcome.DUPLICATE])
                 .values_list("image_id", flat=True).first())
         if seen:
-            return _record(sighting, Outcome.DUPLICATE, run=run, image=Image(pk=seen),
+            return record(sighting, Outcome.DUPLICATE, run=run, image=Image(pk=seen),
                            reason=f"URL already seen (#{seen})", tracker=tracker)
     errors = []
     for candidate in (url, *fallback_urls):
@@ -282,4 +282,4 @@ def ingest_url(url, sighting, *, fetcher, run=None, filters=None, tracker=None, 
             continue
         extra = {"fetched_from": candidate, "content_type": resp.headers.get("Content-Type", "")}
         return ingest_bytes(resp.content, sighting, run=run, filters=filters, tracker=tracker, extra=extra)
-    return _record(sighting, Outcome.ERROR, run=run, reason="; ".join(errors) or "no URL", tracker=tracker)
+    return record(sighting, Outcome.ERROR, run=run, reason="; ".join(errors) or "no URL", tracker=tracker)

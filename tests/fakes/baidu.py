@@ -522,6 +522,7 @@ def serve_for_test(settings, **switches):
         settings.SCENEIMG_BAIDU_IMAGE_URL = fake.url
         settings.SCENEIMG_BAIDU_GRAPH_URL = fake.url
         settings.SCENEIMG_BAIDU_PACING = 0
+        settings.SCENEIMG_BAIDU_REFUSAL_BACKOFF = 0
         settings.SCENEIMG_FETCH_ALLOW_PRIVATE = ["127.0.0.1"]
         settings.SCENEIMG_FETCH_BACKOFF = 0
         yield fake
