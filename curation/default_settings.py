@@ -24,3 +24,5 @@ SCENEIMG_CLIP_BATCH_SIZE = env_int("SCENEIMG_CLIP_BATCH_SIZE", 0)
 SCENEIMG_CLIP_JOB_SIZE = env_int("SCENEIMG_CLIP_JOB_SIZE", 2048)
 # Torch intra-op threads on the CPU; 0 = one per core.
 SCENEIMG_TORCH_THREADS = env_int("SCENEIMG_TORCH_THREADS", 0)
+# Above this many matching images, "apply to everything matching" becomes a background run.
+SCENEIMG_REVIEW_SYNC_LIMIT = env_int("SCENEIMG_REVIEW_SYNC_LIMIT", 500)

@@ -128,12 +128,8 @@ def bulk_note(run_id, note=""):
     return f"bulk run #{run_id}: {note}" if note else f"bulk run #{run_id}"
 
 
-# Above this many matching images, "apply to everything matching" becomes a background Run.
-DEFAULT_SYNC_LIMIT = 500
-
-
 def sync_limit():
-    return getattr(settings, "SCENEIMG_REVIEW_SYNC_LIMIT", DEFAULT_SYNC_LIMIT)
+    return settings.SCENEIMG_REVIEW_SYNC_LIMIT
 
 
 def request_bulk(params, decision, user, note=""):
