@@ -18,6 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from curation import runs
@@ -370,6 +371,9 @@ def run_cancel(request, run_id):
         response = render(request, "curation/_run_row.html", row_context(request, run))
         response.status_code = STOP_POLLING if not run.is_active else 200
         return response
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return redirect(back)
     return redirect(reverse("curation:run_list"))
 
 

@@ -214,3 +214,12 @@ def test_vlm_launch_needs_a_selection(client, staff):
         "vlm-backend": "ollama-local", "vlm-min_score": "0.6", "vlm-workers": "2", "vlm-timeout": "30"}, follow=True)
     assert "Say what to judge" in response.content.decode()
     assert not Run.objects.exists()
+
+
+def test_cancel_returns_to_the_page_it_came_from_but_only_on_this_site(client, staff):
+    run = Run.objects.create(kind="export", status="queued")
+    back = client.post(f"/runs/{run.pk}/cancel/", {"next": f"/export/{run.pk}/"})
+    assert back.status_code == 302 and back["Location"] == f"/export/{run.pk}/"
+    other = Run.objects.create(kind="export", status="queued")
+    away = client.post(f"/runs/{other.pk}/cancel/", {"next": "https://evil.example/"})
+    assert away["Location"] == "/runs/"
