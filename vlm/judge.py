@@ -121,7 +121,7 @@ def _judge_concurrently(images, client, version, seed, workers, writer, tracker)
             user = render_user(version, width=image.width, height=image.height)
             reply = vlm_backends.call_with_retries(
                 lambda: client.call(version.system_text, user, jpeg), policy,
-                vlm_backends.rng_for(seed, image.pk), wait=stop.wait,
+                vlm_backends.rng_for(seed, image.pk), wait=stop.wait, label=f"image #{image.pk}",
             )
         except vlm_backends.BackendError as exc:
             outcome.error, outcome.raw = client.redact(str(exc)), client.redact(exc.raw)

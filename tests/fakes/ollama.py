@@ -9,7 +9,7 @@ the image in the last message's `images` as base64, as the real server expects.
 import time
 from datetime import datetime, timezone
 
-from tests.fakes.vlm_common import FakeServer, decode_b64, token_estimate
+from tests.fakes.vlm_common import FakeServer, decode_b64, serve_main, token_estimate
 
 
 class FakeOllama(FakeServer):
@@ -59,3 +59,7 @@ def start_ollama_fake(mode="valid", **kw):
     fake = FakeOllama(mode, **kw)
     fake.start()
     return fake, fake.base_url
+
+
+if __name__ == "__main__":
+    serve_main(FakeOllama)

@@ -10,7 +10,7 @@ OpenAI's error shape, so a regression in how we call the API fails loudly.
 import time
 import uuid
 
-from tests.fakes.vlm_common import FakeServer, decode_b64, token_estimate
+from tests.fakes.vlm_common import FakeServer, decode_b64, serve_main, token_estimate
 
 
 class FakeOpenAI(FakeServer):
@@ -97,3 +97,7 @@ def start_openai_fake(mode="valid", **kw):
     fake = FakeOpenAI(mode, **kw)
     fake.start()
     return fake, fake.base_url
+
+
+if __name__ == "__main__":
+    serve_main(FakeOpenAI)

@@ -103,16 +103,19 @@ class FakeServer:
         self._thread = None
 
     # --- lifecycle ---
-    def start(self):
+    def start(self, port=0):
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real servers
+            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
             def do_POST(self):
                 fake._handle(self)
 
             def do_GET(self):
+                if self.path == "/_fake/stats":  # for a fake in another process (bench, demo)
+                    return fake._send(self, 200, fake.stats())
                 fake._handle_get(self)
 
             def log_message(self, *args):
@@ -135,7 +138,7 @@ class FakeServer:
                 if not isinstance(exc, (ConnectionError, OSError)):
                     super().handle_error(request, client_address)
 
-        self._httpd = Server(("127.0.0.1", 0), Handler)
+        self._httpd = Server(("127.0.0.1", port), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),  # quick shutdown
                                         name=type(self).__name__, daemon=True)
         self._thread.start()
@@ -178,6 +181,14 @@ class FakeServer:
                         return mode
                     draw -= p
             return self.mode
+
+    def stats(self):
+        with self._lock:
+            modes = {}
+            for r in self.requests:
+                modes[r["mode"]] = modes.get(r["mode"], 0) + 1
+            return {"requests": len(self.requests), "modes": modes,
+                    "distinct_images": len({r["image_sha"] for r in self.requests if r["image_sha"]})}
 
     def count(self, **match):
         with self._lock:
@@ -271,3 +282,24 @@ def decode_b64(data):
 
 def token_estimate(text):
     return max(1, len(text or "") // 4)
+
+
+def serve_main(cls, argv=None):
+    """`python -m tests.fakes.openai_responses [PORT] [--mode M] [--latency S]`: serve until killed (make demo)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=f"Serve the {cls.__name__} loopback fake")
+    parser.add_argument("port", nargs="?", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    parser.add_argument("--mode", default="valid", choices=MODES)
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds before each reply")
+    parser.add_argument("--api-key", help="require this bearer token")
+    args = parser.parse_args(argv)
+    fake = cls(args.mode, latency=args.latency, api_key=args.api_key)
+    fake.start(port=args.port)
+    print(f"{cls.__name__} serving at {fake.base_url} (mode {args.mode}, latency {args.latency}s)", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()

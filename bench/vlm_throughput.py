@@ -1,0 +1,167 @@
+"""VLM judge throughput against the loopback fake: verdicts per second for --workers 1 to 64.
+
+The fake answers every request after a fixed latency (500 ms by default), so the ceiling is
+workers / latency; what the figure measures is our overhead on top: threads, the official client,
+image downscaling, batched upserts and decisions. Every point also checks that no verdict was lost
+or written twice. Anchor: 100 verdicts/s at 64 workers on 2 cores (issue 5).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test .venv/bin/python bench/vlm_throughput.py
+    .venv/bin/python bench/vlm_throughput.py --workers 1,8,64 --latency 0.5 --backend ollama-local
+
+It runs in a throwaway test database (SCENEIMG_TEST_DB, default bench_vlm) and a temporary media folder.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sceneimg_site.test_settings")
+os.environ.setdefault("SCENEIMG_TEST_DB", "bench_vlm")
+
+ANCHOR_WORKERS = 64
+ANCHOR_RATE = 100.0  # verdicts/s
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", default="1,2,4,8,16,32,64", help="comma-separated worker counts")
+    parser.add_argument("--latency", type=float, default=0.5, help="fake reply latency in seconds")
+    parser.add_argument("--rounds", type=int, default=12, help="images per point = workers x rounds (min 12)")
+    parser.add_argument("--backend", default="openai", choices=("openai", "ollama-local"))
+    parser.add_argument("--image-size", default="640x480",
+                        help="stored image size; above SCENEIMG_VLM_IMAGE_SIDE (768) each one is downscaled before sending")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the fake inside this process (it then competes for our GIL)")
+    args = parser.parse_args()
+    worker_counts = [int(w) for w in args.workers.split(",")]
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.test.utils import setup_databases, teardown_databases
+
+    settings.MEDIA_ROOT = tempfile.mkdtemp(prefix="vlm-bench-media-")
+    settings.LOGGING_CONFIG = None
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    old_config = setup_databases(verbosity=0, interactive=False)
+    try:
+        return run(args, worker_counts)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        teardown_databases(old_config, verbosity=0)
+
+
+def run(args, worker_counts):
+    from django.conf import settings
+
+    from curation import runs
+    from curation.models import Run
+    from tests.vlm.conftest import store_image
+    from vlm.judge import judge_images
+    from vlm.models import VlmVerdict
+    from vlm.prompts import latest_version, sync_prompts
+
+    sync_prompts()
+    version = latest_version("v3")
+    n_max = max(max(w * args.rounds, 12) for w in worker_counts)
+    t0 = time.perf_counter()
+    w, h = (int(v) for v in args.image_size.split("x"))
+    images = [store_image(i, w, h).pk for i in range(n_max)]
+    print(f"{n_max} stored {w}x{h} images in {time.perf_counter() - t0:.1f}s; fake latency {args.latency * 1000:.0f} ms; "
+          f"backend {args.backend}; {os.cpu_count()} CPUs")
+
+    fake = Fake(args.backend, args.latency, args.in_process)
+    settings.SCENEIMG_OPENAI_BASE_URL = fake.base_url
+    settings.SCENEIMG_OPENAI_API_KEY = "sk-bench"
+    settings.SCENEIMG_OLLAMA_HOST = fake.base_url
+    settings.SCENEIMG_VLM_RETRIES = 0  # a failure must show, not be hidden by a retry
+    results, ok = [], True
+    try:
+        print(f"{'workers':>7} {'images':>6} {'seconds':>8} {'verdicts/s':>10} {'ceiling':>8} {'of ceiling':>10} {'cpu ms/verdict':>14}  check")
+        for workers in worker_counts:
+            n = max(workers * args.rounds, 12)
+            ids = images[:n]
+            model = f"bench-w{workers}"
+            before = fake.requests()
+            start, cpu_start = time.perf_counter(), time.process_time()
+            run = runs.run_in_foreground(
+                Run.Kind.VLM,
+                lambda t, ids=ids, model=model, workers=workers: judge_images(
+                    t, image_ids=ids, prompt_version_id=version.pk, backend=args.backend, model=model,
+                    workers=workers, timeout=30),
+                {"bench": workers},
+            )
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+            rows = VlmVerdict.objects.filter(model=model, backend=args.backend)
+            stored = rows.filter(error="").count()
+            distinct = rows.values("image_id").distinct().count()
+            asked = fake.requests() - before
+            good = stored == n and distinct == n and rows.count() == n and asked == n and run.status == "done"
+            ok &= good
+            rate = n / elapsed
+            ceiling = workers / args.latency if args.latency else float("inf")
+            results.append((workers, rate))
+            check = "ok" if good else f"LOST/DUPLICATED: stored {stored}, distinct {distinct}, requests {asked}"
+            print(f"{workers:>7} {n:>6} {elapsed:>8.2f} {rate:>10.1f} {ceiling:>8.0f} {rate / ceiling:>9.0%} {cpu / n * 1000:>14.1f}  {check}")
+    finally:
+        fake.stop()
+    at_anchor = dict(results).get(ANCHOR_WORKERS)
+    if at_anchor is not None:
+        print(f"\nfigure: {at_anchor:.1f} verdicts/s at {ANCHOR_WORKERS} workers; anchor {ANCHOR_RATE:.0f}/s; "
+              f"ratio {at_anchor / ANCHOR_RATE:.2f}x ({'meets' if at_anchor >= ANCHOR_RATE else 'BELOW'} target)")
+    print("every verdict stored exactly once" if ok else "VERDICTS LOST OR DUPLICATED")
+    return 0 if ok else 1
+
+
+class Fake:
+    """The fake server, by default in its own process as a real service would be."""
+
+    def __init__(self, backend, latency, in_process):
+        module = "tests.fakes.openai_responses" if backend == "openai" else "tests.fakes.ollama"
+        self.proc = self.fake = None
+        if in_process:
+            from tests.fakes.ollama import FakeOllama
+            from tests.fakes.openai_responses import FakeOpenAI
+
+            self.fake = (FakeOpenAI if backend == "openai" else FakeOllama)("valid", latency=latency)
+            self.fake.start()
+            self.base_url = self.fake.base_url
+            return
+        import subprocess
+
+        self.proc = subprocess.Popen([sys.executable, "-m", module, "0", "--latency", str(latency)],
+                                     cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()  # "FakeOpenAI serving at http://127.0.0.1:PORT/v1 (...)"
+        self.base_url = line.split(" serving at ")[1].split()[0]
+
+    def requests(self):
+        if self.fake is not None:
+            return len(self.fake.requests)
+        import json
+        import urllib.parse
+        import urllib.request
+
+        root = urllib.parse.urlsplit(self.base_url)._replace(path="").geturl()
+        with urllib.request.urlopen(f"{root}/_fake/stats", timeout=10) as r:
+            return json.load(r)["requests"]
+
+    def stop(self):
+        if self.fake is not None:
+            self.fake.stop()
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
