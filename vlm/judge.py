@@ -88,6 +88,10 @@ def judge_images(tracker, *, image_ids, prompt_version_id, backend, model, min_s
     pending = [images[i] for i in pending_ids if i in images]
 
     writer = _Writer(tracker, version, backend, model, min_score, drives_decision, run_id)
+    if drives_decision and done:
+        # Verdicts already made still decide, with this run's --min-score: the files and the decisions agree,
+        # and re-running over a selection is how a newly activated prompt version takes effect.
+        writer.apply_existing([i for i in ids if i in done])
     if pending:
         client = vlm_backends.make_backend(backend, model, timeout=timeout, base_url=base_url)
         try:
@@ -207,6 +211,7 @@ class _Writer:
             if self.drives_decision and judged:
                 self._set_decisions(judged)
         kept = sum(1 for o in judged if final_decision(o.decision, o.score, self.min_score) == "keep")
+        unpriced = sum(1 for r in rows if r.cost_usd is None and r.input_tokens is not None)
         for key, n in (("kept", kept), ("rejected", len(judged) - kept), ("error", len(batch) - len(judged))):
             if n:
                 self.tracker.count(key, n)
@@ -216,10 +221,22 @@ class _Writer:
                 "output_tokens": sum(r.output_tokens or 0 for r in rows),
                 "cost_usd": round(sum(r.cost_usd or 0 for r in rows), 8),
             }
+            if unpriced:  # tokens without a price setting: the cost total leaves them out, and says so
+                totals["unpriced_verdicts"] = unpriced
             runs.add_counters(self.run_id, totals)
         for k in ("input_tokens", "output_tokens"):
             self.tracker.counts[f"_{k}"] = self.tracker.counts.get(f"_{k}", 0) + sum(getattr(r, k) or 0 for r in rows)
         self.tracker.counts["_cost_usd"] = self.tracker.counts.get("_cost_usd", 0) + sum(r.cost_usd or 0 for r in rows)
+
+    def apply_existing(self, image_ids):
+        for i in range(0, len(image_ids), CHUNK):
+            rows = VlmVerdict.objects.filter(
+                image_id__in=image_ids[i:i + CHUNK], prompt_version=self.version, backend=self.backend,
+                model=self.model, error="",
+            ).values_list("image_id", "decision", "score", "reason")
+            judged = [Outcome(image_id, decision=d, score=s, reason=r) for image_id, d, s, r in rows]
+            if judged:
+                self._set_decisions(judged)
 
     def _set_decisions(self, judged):
         """auto_decision follows this verdict; final_decision stays the human's where there is one.

@@ -198,3 +198,46 @@ def test_the_api_keys_appear_nowhere(db, prompts, openai_fake, ollama_cloud_fake
         assert "Bearer [redacted]" in dumps[where], where  # the leak path was exercised
     for where, text in dumps.items():
         assert OPENAI_KEY not in text and OLLAMA_KEY not in text, where
+
+
+def test_rerun_with_another_min_score_reapplies_existing_verdicts_without_asking(db, prompts, openai_fake,
+                                                                                 make_images):
+    images = make_images(10)
+    run_stage(images, prompts["v3"], min_score=0.0)
+    keeps = VlmVerdict.objects.filter(decision="keep").count()
+    assert Image.objects.filter(auto_decision="keep").count() == keeps > 0
+    openai_fake.requests.clear()
+    run_stage(images, prompts["v3"], min_score=1.0)
+    assert not openai_fake.requests
+    assert set(Image.objects.values_list("auto_decision", flat=True)) == {"reject"}
+
+
+def test_unpriced_model_is_counted_not_costed(db, prompts, openai_fake, make_images):
+    run = run_stage(make_images(3), prompts["v3"], model="brand-new-model")
+    assert set(VlmVerdict.objects.values_list("cost_usd", flat=True)) == {None}
+    assert run.counters["unpriced_verdicts"] == 3 and run.counters["cost_usd"] == 0
+
+
+def test_cancelling_stops_early_keeps_what_came_back_and_a_rerun_finishes(db, prompts, openai_fake, make_images):
+    openai_fake.latency = 0.05
+    images = make_images(40)
+    run = runs.create_run(Run.Kind.VLM, {})
+
+    class CancelSoon(runs.Tracker):
+        checks = 0
+
+        def check_cancelled(self):
+            self.checks += 1
+            if self.checks == 2:
+                raise runs.Cancelled()
+
+    with pytest.raises(runs.Cancelled):
+        judge_images(CancelSoon(run), image_ids=[i.pk for i in images], prompt_version_id=prompts["v3"].pk,
+                     backend="openai", model="gpt-4.1", workers=2)
+    done = VlmVerdict.objects.count()
+    assert 0 < done < 40
+    assert done == len(openai_fake.requests)  # every call that went out was written; nothing else ran
+    assert not VlmVerdict.objects.exclude(error="").exists()
+    run2 = run_stage(images, prompts["v3"], workers=8)
+    assert run2.counters["skipped"] == done and len(openai_fake.requests) == 40
+    assert VlmVerdict.objects.filter(error="").count() == 40

@@ -1,6 +1,7 @@
 """Ask a vision-language model to judge images: the original filter_vlm.py, with its flags."""
 import hashlib
 import json
+import logging
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -43,6 +44,8 @@ class Command(BaseCommand):
         parser.add_argument("--enqueue", action="store_true", help="run on the vlm queue instead of here")
 
     def handle(self, *args, **o):
+        # openai's transport (httpx2) logs every request at INFO; settings quiet only httpx.
+        logging.getLogger("httpx2").setLevel(max(logging.WARNING, logging.getLogger("httpx2").level))
         if o["workers"] < 1 or o["timeout"] <= 0 or not 0 <= o["min_score"] <= 1:
             raise CommandError("--workers must be >= 1, --timeout > 0 and --min-score between 0 and 1")
         backend, model = o["backend"], o["model"] or backends.default_model(o["backend"])
@@ -139,6 +142,8 @@ class Command(BaseCommand):
             f"errors {c.get('error', 0) + c.get('input_errors', 0)}, skipped (already judged) {c.get('skipped', 0)}; "
             f"tokens in {c.get('input_tokens', 0)} out {c.get('output_tokens', 0)}, "
             f"estimated cost ${c.get('cost_usd', 0):.4f}"
+            + (f" (plus {c['unpriced_verdicts']} verdicts of a model without a price: SCENEIMG_VLM_PRICES)"
+               if c.get("unpriced_verdicts") else "")
         )
         if o["output"]:
             self.stdout.write(f"verdicts: {o['output']}  errors: {errors_path(o['output'])}")
