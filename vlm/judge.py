@@ -106,8 +106,7 @@ def judge_images(tracker, *, image_ids, prompt_version_id, backend, model, min_s
             selection = _load_selection(outputs)
             write_outputs(selection, version=version, backend=backend, model=model, min_score=min_score,
                           output=outputs.get("output"), keep_dir=outputs.get("keep_dir"),
-                          reject_dir=outputs.get("reject_dir"), extra_errors=[{"image_id": i, "error": "no such image"}
-                                                                               for i in vanished])
+                          reject_dir=outputs.get("reject_dir"))
     return dict(tracker.counts)
 
 
@@ -313,8 +312,7 @@ def errors_path(output):
     return Path(output).with_suffix(".errors.json")
 
 
-def write_outputs(selection, *, version, backend, model, min_score, output=None, keep_dir=None, reject_dir=None,
-                  extra_errors=()):
+def write_outputs(selection, *, version, backend, model, min_score, output=None, keep_dir=None, reject_dir=None):
     """Write the JSONL of verdicts, `<output>.errors.json`, and copy files into keep/reject folders.
 
     Everything comes from the database, so the files describe the whole selection, including
@@ -327,13 +325,17 @@ def write_outputs(selection, *, version, backend, model, min_score, output=None,
         for v in (VlmVerdict.objects.filter(image_id__in=ids[i:i + CHUNK], prompt_version=version, backend=backend,
                                             model=model).select_related("image")):
             verdicts[v.image_id] = v
-    lines, errors = [], list(selection.get("errors") or []) + list(extra_errors)
+    unjudged = [i for i in ids if i not in verdicts]
+    existing = set()
+    for i in range(0, len(unjudged), CHUNK):
+        existing.update(Image.objects.filter(pk__in=unjudged[i:i + CHUNK]).values_list("id", flat=True))
+    lines, errors = [], list(selection.get("errors") or [])
     copies = []
     for image_id in dict.fromkeys(ids):
         v = verdicts.get(image_id)
         if v is None:
-            errors.append({"image_id": image_id, "path": names.get(image_id, ""),
-                           "error": "no verdict: not judged yet (run cancelled or failed)"})
+            why = "not judged (run cancelled or failed)" if image_id in existing else "image deleted"
+            errors.append({"image_id": image_id, "path": names.get(image_id, ""), "error": f"no verdict: {why}"})
             continue
         if v.error:
             errors.append({"image_id": image_id, "path": names.get(image_id, ""), "error": v.error,

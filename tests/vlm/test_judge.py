@@ -241,3 +241,13 @@ def test_cancelling_stops_early_keeps_what_came_back_and_a_rerun_finishes(db, pr
     run2 = run_stage(images, prompts["v3"], workers=8)
     assert run2.counters["skipped"] == done and len(openai_fake.requests) == 40
     assert VlmVerdict.objects.filter(error="").count() == 40
+
+
+def test_an_image_deleted_after_selection_is_listed_once_in_errors(db, prompts, openai_fake, make_images, tmp_path):
+    images = make_images(3)
+    ids = [i.pk for i in images]
+    Image.objects.filter(pk=ids[1]).delete()
+    output = tmp_path / "o.jsonl"
+    run = run_stage(ids, prompts["v3"], outputs={"output": str(output), "ids": ids, "names": {}, "errors": []})
+    assert json.loads(errors_path(output).read_text()) == [{"image_id": ids[1], "path": "", "error": "no verdict: image deleted"}]
+    assert len(output.read_text().splitlines()) == 2 and run.counters["error"] == 1
