@@ -55,8 +55,7 @@ PROPOSED_INDEXES = [
     "CREATE INDEX IF NOT EXISTS verdict_tags_gin ON vlm_vlmverdict USING gin (tags jsonb_path_ops)",
     # dups=1: only images in a near-duplicate group; small, and keeps the planner off a parallel scan.
     "CREATE INDEX IF NOT EXISTS img_in_group_id ON curation_image (id DESC) WHERE dup_group_id IS NOT NULL",
-    # run=..., provider=...: sources by run and image (Source has (image, run) but not (run, image)).
-    "CREATE INDEX IF NOT EXISTS source_run_image ON crawl_source (run_id, image_id)",
+    # provider=...: Source.provider has no index, so a provider with few or no images scans every source.
     "CREATE INDEX IF NOT EXISTS source_provider_image ON crawl_source (provider, image_id)",
 ]
 
