@@ -219,6 +219,8 @@ class OpenAIBackend(Backend):
             base_url=self.base_url,
             timeout=openai.Timeout(self.timeout, connect=self.connect_timeout),
             max_retries=0,  # our loop retries, bounded and seeded
+            # A base URL setting is not licence to be sent elsewhere with the key.
+            http_client=openai.DefaultHttpxClient(follow_redirects=False),
         )
 
     def call(self, system, user, jpeg):
