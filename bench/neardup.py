@@ -27,14 +27,53 @@ TARGET_SPEEDUP = 20.0
 ANCHOR_IMAGEDEDUP = {10_200: 10.7, 40_800: 214.0}
 
 
-def setup_django():
+def setup_django(database_url=None):
     """curation.neardup lives beside the models; the search itself never touches the database."""
     os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
     os.environ.setdefault("DEBUG", "1")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sceneimg_site.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
     import django
 
     django.setup()
+
+
+def db_run(n, k):
+    """find_duplicates end to end over n Image rows (load, search, write groups and decisions)."""
+    from django.core.management import call_command
+
+    from curation.models import Image
+    from curation.neardup import assign_near_duplicates, find_duplicates
+
+    call_command("migrate", verbosity=0)
+    if Image.objects.count() != n:
+        Image.objects.all().delete()
+        h = planted(n, k, seed=2).view(np.int64)
+        t0 = time.perf_counter()
+        for start in range(0, n, 20000):
+            Image.objects.bulk_create([
+                Image(sha256=f"{i:064x}", file=f"images/{i}.jpg", thumbnail=f"thumbs/{i}.jpg", width=640 + i % 7,
+                      height=480, format="jpeg", byte_size=1, dhash=int(h[i]))
+                for i in range(start, min(n, start + 20000))
+            ])
+        print(f"seeded {n:,} Image rows in {time.perf_counter() - t0:.1f} s")
+    Image.objects.update(dup_group=None, auto_decision=None, auto_reason="", final_decision=None)
+    t0 = time.perf_counter()
+    stats = find_duplicates(threshold=k)
+    t1 = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    again = find_duplicates(threshold=k)
+    t2 = time.perf_counter() - t0
+    print(f"find_duplicates over {n:,} rows: {t1:.1f} s first ({stats['groups']:,} groups, {stats['rejected']:,} "
+          f"rejected), {t2:.1f} s again (nothing to change: {again['rejected']} rejected)")
+    last = list(Image.objects.order_by("-id").values_list("id", flat=True)[:20])
+    t0 = time.perf_counter()
+    for pk in last:
+        assign_near_duplicates([pk], threshold=k)
+    print(f"assign_near_duplicates: {(time.perf_counter() - t0) / len(last) * 1000:.1f} ms per image "
+          f"(the first call loads the hash index)")
 
 
 def planted(n, k, seed=0, frac=0.10):
@@ -75,9 +114,14 @@ def main():
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--imagededup-sizes", default="10200")
     ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--db-rows", type=int, default=0,
+                    help="also run find_duplicates over this many Image rows in --database-url (a scratch database)")
+    ap.add_argument("--database-url", default=None)
     args = ap.parse_args()
     k = args.k
-    setup_django()
+    if args.db_rows and not args.database_url:
+        ap.error("--db-rows needs --database-url pointing at a scratch database (its images are replaced)")
+    setup_django(args.database_url)
     print(f"k={k}, {os.cpu_count()} cores, numpy {np.__version__}")
 
     try:
@@ -125,6 +169,8 @@ def main():
             query_pairs(q, h, k)
             per = (time.perf_counter() - t0) / len(q)
             print(f"incremental (assign_near_duplicates' scan): {per * 1000:.2f} ms per new image against {n:,}")
+    if args.db_rows:
+        db_run(args.db_rows, k)
 
 
 if __name__ == "__main__":

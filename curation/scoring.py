@@ -142,10 +142,12 @@ def decode_pil(data, size, detector_size=None):
     det = None
     if detector_size:
         det = _detector_tensor(im, detector_size)
+    # Resize only the centre crop's source box: the same pixels as resize-then-crop, half the work.
     nw, nh = _short_side_resize(im.width, im.height, size)
-    im = im.resize((nw, nh), PILImage.BICUBIC)
+    sx, sy = im.width / nw, im.height / nh
     left, top = (nw - size) // 2, (nh - size) // 2
-    im = im.crop((left, top, left + size, top + size))
+    box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+    im = im.resize((size, size), PILImage.BICUBIC, box=box)
     return np.asarray(im).transpose(2, 0, 1), det
 
 
