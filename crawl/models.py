@@ -41,6 +41,7 @@ class Source(models.Model):
         indexes = [
             models.Index(fields=["image", "run"], name="source_image_run"),
             models.Index(fields=["run", "outcome"], name="source_run_outcome"),
+            models.Index(fields=["provider", "image"], name="source_provider_image"),
         ]
 
     def __str__(self):

@@ -62,6 +62,7 @@ class Image(models.Model):
             models.Index(fields=["dup_group", "id"], name="img_dup_group"),
             # Gallery filters (0002_gallery_indexes): "uncalibrated" and "human and auto disagree".
             models.Index(fields=["uncalibrated", "-id"], name="img_uncal_id"),
+            models.Index(fields=["-id"], name="img_has_dups", condition=models.Q(dup_group__isnull=False)),
             models.Index(
                 fields=["-id"], name="img_disagree_id",
                 condition=models.Q(human_decision__isnull=False, auto_decision__isnull=False)
@@ -165,11 +166,13 @@ class Run(models.Model):
     def is_active(self):
         return self.status in self.ACTIVE
 
+    # Counter keys that each mean "one item finished", whatever the stage.
+    OUTCOME_KEYS = ("stored", "duplicate", "invalid", "error", "kept", "rejected", "processed", "skipped",
+                    "exported", "missing", "judged", "scored", "failed")
+
     @property
     def processed(self):
-        return sum(v for k, v in self.counters.items() if k in self.OUTCOME_KEYS)
-
-    OUTCOME_KEYS = ("stored", "duplicate", "invalid", "error", "kept", "rejected", "processed", "skipped")
+        return sum(v for k, v in (self.counters or {}).items() if k in self.OUTCOME_KEYS and isinstance(v, int))
 
     def summary(self):
         c = self.counters

@@ -28,8 +28,6 @@ from sceneimg_site import queues
 RUNS_PAGE = 50
 # htmx stops polling when a response has this status (https://htmx.org/docs/#polling).
 STOP_POLLING = 286
-# Counter keys that mean "one item finished", on top of Run.OUTCOME_KEYS.
-EXTRA_DONE_KEYS = ("exported", "missing", "judged", "scored", "failed")
 
 
 def staff_required(view):
@@ -43,14 +41,9 @@ def staff_required(view):
     return wrapper
 
 
-def items_done(run):
-    keys = set(Run.OUTCOME_KEYS) | set(EXTRA_DONE_KEYS)
-    return sum(v for k, v in (run.counters or {}).items() if k in keys and isinstance(v, int))
-
-
 def progress(run):
     """What the progress bar shows: percent (None when unknown) and a short text."""
-    done = items_done(run)
+    done = run.processed
     if run.total:
         percent = min(100, round(100 * done / run.total))
         text = f"{done} / {run.total}"
@@ -267,7 +260,7 @@ class Launcher:
     title: str
     requires: tuple  # "module:attribute" names; the form is left out unless all import
     form: type
-    launch: object  # (cleaned_data, user) -> Run; raises LaunchError
+    launch: object  # (cleaned_data, user) -> Run; raises LaunchError; None: the form's own launch(user)
 
     def available(self):
         for name in self.requires:
@@ -281,7 +274,17 @@ class Launcher:
         return True
 
 
+def _crawl_form(name):
+    from crawl import admin_launch
+
+    return getattr(admin_launch, name)
+
+
 LAUNCHERS = [
+    Launcher("crawl", "Baidu keyword crawl", ("crawl.admin_launch:KeywordCrawlForm",),
+             lambda *a, **kw: _crawl_form("KeywordCrawlForm")(*a, **kw), None),
+    Launcher("similar", "Baidu reverse-image expansion", ("crawl.admin_launch:SimilarForm",),
+             lambda *a, **kw: _crawl_form("SimilarForm")(*a, **kw), None),
     Launcher("import_folder", "Folder import", ("crawl.jobs:import_folder_job",), FolderImportForm,
              _launch_import_folder),
     Launcher("import_urls", "URL-list import", ("crawl.jobs:import_urls_job",), UrlListForm, _launch_import_urls),
@@ -381,13 +384,13 @@ def run_cancel(request, run_id):
 @staff_required
 def run_launch(request, key):
     launcher = _launcher(key)
-    form = launcher.form(request.POST, prefix=launcher.key)
+    form = launcher.form(request.POST, request.FILES, prefix=launcher.key)
     if not form.is_valid():
         messages.error(request, f"{launcher.title}: " + "; ".join(
             f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()))
         return redirect(reverse("curation:run_list"))
     try:
-        run = launcher.launch(form.cleaned_data, request.user)
+        run = form.launch(request.user) if launcher.launch is None else launcher.launch(form.cleaned_data, request.user)
     except LaunchError as exc:
         messages.error(request, f"{launcher.title}: {exc}")
         return redirect(reverse("curation:run_list"))

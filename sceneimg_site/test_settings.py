@@ -7,7 +7,7 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
 os.environ.setdefault("SCENEIMG_CLIP_PRETRAINED", "none")
 
 from sceneimg_site.settings import *  # noqa: E402,F401,F403
-from sceneimg_site.settings import DATABASES, VAR_DIR  # noqa: E402
+from sceneimg_site.settings import DATABASES, STATIC_ROOT, VAR_DIR  # noqa: E402
 
 SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = False
@@ -25,3 +25,4 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 elif os.environ.get("SCENEIMG_TEST_DB"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["SCENEIMG_TEST_DB"]}
 SCENEIMG_HEARTBEAT_SECONDS = 1
+os.makedirs(STATIC_ROOT, exist_ok=True)  # whitenoise warns on every request otherwise

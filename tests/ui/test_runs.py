@@ -3,6 +3,7 @@ from datetime import timedelta
 
 import django_rq
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.contrib.auth.models import User
 from django.utils import timezone
 
@@ -153,6 +154,25 @@ def test_staff_launches_a_url_list_import(client, staff, settings, tmp_path, red
     assert run.params["workers"] == 4
     assert open(run.params["file"]).read().split() == ["http://a.test/1.jpg", "http://a.test/2.jpg"]
     assert run.params["file"].startswith(str(tmp_path))
+
+
+def test_staff_launches_a_keyword_crawl_and_a_reverse_image_expansion(client, staff, redis_conn,
+                                                                      django_capture_on_commit_callbacks):
+    from tests.images import encode, photo_like
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/runs/launch/crawl/", {"crawl-queries": "杂乱的客厅\n书桌", "crawl-limit_per_query": "30",
+                                            "crawl-batch_size": "8", "crawl-per_host": "4"})
+        seed = SimpleUploadedFile("seed.jpg", encode(photo_like(400, 300, 1), "JPEG"), content_type="image/jpeg")
+        client.post("/runs/launch/similar/", {
+            "similar-seeds": seed, "similar-limit_per_seed": "20", "similar-batch_size": "4",
+            "similar-max_concurrent": "1", "similar-dhash_threshold": "18", "similar-dhash_min_distance": "4",
+            "similar-per_host": "4"})
+    crawl, similar = Run.objects.order_by("id")
+    assert crawl.kind == "crawl" and crawl.params["queries"] == ["杂乱的客厅", "书桌"]
+    assert crawl.params["limit_per_query"] == 30 and crawl.created_by == staff
+    assert similar.kind == "similar" and len(similar.params["seeds"]) == 1
+    assert {job.args for job in django_rq.get_queue(queues.CRAWL).jobs} == {(crawl.pk,), (similar.pk,)}
 
 
 def test_bad_launch_form_says_why_and_launches_nothing(client, staff):
