@@ -14,7 +14,7 @@ and prints images/s for both, their ratio, and the ratio to the anchors:
   CUDA: end to end >= 5,000 img/s on one H100 (issue 4); anchor 4,639 img/s GPU decode + ViT-B-32
        fp16 from bytes in memory (section 7).
 
-    .venv/bin/python bench/clip_throughput.py                       # CPU, 256 images
+    .venv/bin/python bench/clip_throughput.py                       # CPU, 320 images
     .venv/bin/python bench/clip_throughput.py --device cuda --n 16384 --batch-size 512
 
 Weights are random (SCENEIMG_CLIP_PRETRAINED=none unless set): same cost, meaningless scores.
@@ -84,14 +84,14 @@ def make_images(n, width, height, unique=64):
     return list(Image.objects.order_by("id").values_list("id", flat=True)), sum(map(len, blobs)) / len(blobs)
 
 
-def model_only(scorer, batch_size, seconds):
+def model_only(scorer, batch_size, n):
+    """img/s of the model alone on about n images, in batches already on the device."""
     import torch
 
     x = torch.randint(0, 256, (batch_size, 3, scorer.image_size, scorer.image_size), dtype=torch.uint8)
     x = x.to(scorer.device)
-    scorer.score(x)  # warm-up
     done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    while done < n:
         scorer.score(x)  # .cpu() inside synchronises CUDA
         done += batch_size
     return done / (time.perf_counter() - start)
@@ -99,11 +99,11 @@ def model_only(scorer, batch_size, seconds):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=None, help="images end to end (default 256 CPU, 16384 CUDA)")
+    ap.add_argument("--n", type=int, default=None, help="images end to end (default 320 CPU, 16384 CUDA)")
     ap.add_argument("--size", default="1024x768")
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--model-seconds", type=float, default=None, help="how long to time model-only")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating model-only / end-to-end rounds")
     ap.add_argument("--database-url", default=None, help="default: a temporary SQLite database")
     args = ap.parse_args()
 
@@ -116,7 +116,7 @@ def main():
 
         device = resolve_device(args.device)
         gpu = device.startswith("cuda")
-        n = args.n or (16384 if gpu else 256)
+        n = args.n or (16384 if gpu else 320)
         batch = args.batch_size or default_batch_size(device)
         w, h = (int(v) for v in args.size.lower().split("x"))
         t0 = time.perf_counter()
@@ -129,29 +129,38 @@ def main():
         scorer = get_clip_scorer(device)
         print(f"model {scorer.key} on {device} ({torch.cuda.get_device_name() if gpu else f'{torch.get_num_threads()} threads'}),"
               f" loaded in {time.perf_counter() - t0:.1f} s, batch {batch}")
-        seconds = args.model_seconds or (10.0 if gpu else 8.0)
-        model_rates = [model_only(scorer, batch, seconds)]
-
-        # Warm the whole pipeline (allocator, nvJPEG handles, database) on a few images first.
-        warm = ids[: min(len(ids), batch)]
+        # Warm the whole pipeline (allocator, nvJPEG handles, database) on one batch first.
+        warm = ids[:batch]
         score_images(runs.Tracker(), warm, rule=DecisionRule(), device=device, batch_size=batch)
+        model_only(scorer, batch, batch)
         rest = ids[len(warm):] or ids
         from curation.models import FilterScore
 
         FilterScore.objects.filter(image_id__in=rest).delete()
-        t0 = time.perf_counter()
-        tracker = runs.Tracker()
-        score_images(tracker, rest, rule=DecisionRule(), device=device, batch_size=batch)
-        elapsed = time.perf_counter() - t0
+        # On a shared machine the load moves: alternate model-only and end-to-end rounds of equal size
+        # and compare the totals, so both see the same conditions.
+        rounds = [rest[i::args.rounds] for i in range(args.rounds)]
+        model_time = e2e_time = 0.0
+        model_done = e2e_done = 0
+        per_round = []
+        for chunk in rounds:
+            m_rate = model_only(scorer, batch, len(chunk))
+            t0 = time.perf_counter()
+            score_images(runs.Tracker(), sorted(chunk), rule=DecisionRule(), device=device, batch_size=batch)
+            elapsed = time.perf_counter() - t0
+            e_rate = len(chunk) / elapsed
+            per_round.append(e_rate / m_rate)
+            model_time += len(chunk) / m_rate
+            model_done += len(chunk)
+            e2e_time += elapsed
+            e2e_done += len(chunk)
         written = FilterScore.objects.filter(image_id__in=rest).count()
-        e2e_rate = len(rest) / elapsed
-        # Model-only again after: on a shared machine the load moves, so the two bracket the run.
-        model_rates.append(model_only(scorer, batch, seconds))
-        model_rate = sum(model_rates) / len(model_rates)
-
+        model_rate = model_done / model_time
+        e2e_rate = e2e_done / e2e_time
+        print(f"model-only  : {model_rate:9.1f} img/s")
+        print(f"end to end  : {e2e_rate:9.1f} img/s ({e2e_done} images in {e2e_time:.2f} s, {written} FilterScores)")
+        print("per-round ratios: " + ", ".join(f"{r:.2f}" for r in per_round))
         ratio = e2e_rate / model_rate
-        print(f"model-only  : {model_rate:9.1f} img/s (before {model_rates[0]:.1f}, after {model_rates[1]:.1f})")
-        print(f"end to end  : {e2e_rate:9.1f} img/s ({len(rest)} images in {elapsed:.2f} s, {written} FilterScores)")
         print(f"end-to-end / model-only = {ratio:.2f} (target >= {CPU_RATIO_TARGET:.2f} on the CPU)")
         if gpu:
             print(f"vs target {GPU_E2E_TARGET:.0f} img/s on one H100: {e2e_rate / GPU_E2E_TARGET:.2f}x; "
