@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
-from curation import gallery, review
+from curation import cards, gallery, review
 from curation.models import Image, Run
 
 SELECTION_MAX = 5000  # ids in one "apply to selection" request; larger sets go through the filter
@@ -44,7 +44,7 @@ def _gallery_context(request):
     except gallery.FilterError as exc:
         context["error"] = str(exc)
         return context
-    context["images"] = images
+    context["images"] = cards.with_cards(images, qs)
     if cursor:
         sep = "&" if qs else ""
         context["next_url"] = f"{reverse('curation:gallery')}?{qs}{sep}after={cursor}"
@@ -100,8 +100,8 @@ def image_file(request, pk, kind):
     return response
 
 
-def _card_images(ids):
-    return list(Image.objects.filter(pk__in=ids).only(*gallery.CARD_FIELDS).order_by("-pk"))
+def _card_images(ids, qs=""):
+    return cards.with_cards(list(Image.objects.filter(pk__in=ids).only(*gallery.CARD_FIELDS).order_by("-pk")), qs)
 
 
 def _reviewed(response, reviews=(), run=None, undone=False):
@@ -115,7 +115,7 @@ def _reviewed(response, reviews=(), run=None, undone=False):
 
 
 def _oob_cards(request, ids, qs, message=None, level="info"):
-    images = _card_images(ids[: review.sync_limit()])
+    images = _card_images(ids[: review.sync_limit()], qs)
     return render(request, "curation/_oob_cards.html",
                   {"images": images, "qs": qs, "message": message, "level": level})
 
@@ -139,7 +139,7 @@ def decide(request, pk):
         response = render(request, "curation/_detail_decided.html",
                           {"image": image, "qs": qs, "reviews": _review_history(image)})
     else:
-        response = render(request, "curation/_card.html", {"image": _card_images([pk])[0], "qs": qs})
+        response = render(request, "curation/_card.html", {"image": _card_images([pk], qs)[0], "qs": qs})
     return _reviewed(response, reviews)
 
 
