@@ -48,18 +48,6 @@ SCENARIOS = [
     ("provider=url_list&final=reject", "provider=url_list&final=reject"),
 ]
 
-# Indexes the filters above need beyond the models' own migrations (created with --propose-indexes;
-# see the README). curation 0002 already adds img_uncal_id (uncalibrated) and img_disagree_id (disagree).
-PROPOSED_INDEXES = [
-    # tag=...: jsonb containment inside the EXISTS probe over an image's verdicts.
-    "CREATE INDEX IF NOT EXISTS verdict_tags_gin ON vlm_vlmverdict USING gin (tags jsonb_path_ops)",
-    # dups=1: only images in a near-duplicate group; small, and keeps the planner off a parallel scan.
-    "CREATE INDEX IF NOT EXISTS img_in_group_id ON curation_image (id DESC) WHERE dup_group_id IS NOT NULL",
-    # provider=...: Source.provider has no index, so a provider with few or no images scans every source.
-    "CREATE INDEX IF NOT EXISTS source_provider_image ON crawl_source (provider, image_id)",
-]
-
-
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--images", type=int, default=1_000_000)
@@ -69,8 +57,6 @@ def parse_args():
     p.add_argument("--requests", type=int, default=320, help="requests per scenario (spread over the clients)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="gunicorn worker processes")
     p.add_argument("--port", type=int, default=0, help="port for gunicorn (default: a free one)")
-    p.add_argument("--propose-indexes", action="store_true", help="create PROPOSED_INDEXES before measuring")
-    p.add_argument("--drop-proposed-indexes", action="store_true", help="drop them first (for a before/after)")
     p.add_argument("--seed-only", action="store_true", help="seed (if needed) and stop")
     p.add_argument("--only", default="", help="comma-separated scenario names to run (default all)")
     return p.parse_args()
@@ -209,22 +195,6 @@ def seed(n, reseed):
     with connection.cursor() as cur:
         cur.execute("ANALYZE")
     print(f"seeded in {time.perf_counter() - started:.0f} s")
-
-
-def apply_indexes(create, drop):
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        if drop:
-            for sql in PROPOSED_INDEXES:
-                name = sql.split("IF NOT EXISTS ")[1].split()[0]
-                cur.execute(f"DROP INDEX IF EXISTS {name}")
-        if create:
-            for sql in PROPOSED_INDEXES:
-                t0 = time.perf_counter()
-                cur.execute(sql)
-                print(f"  {time.perf_counter() - t0:6.1f} s  {sql[:90]}")
-        cur.execute("ANALYZE")
 
 
 def session_cookie():
@@ -379,16 +349,11 @@ def main():
     seed(args.images, args.reseed)
     if args.seed_only:
         return
-    if args.propose_indexes or args.drop_proposed_indexes:
-        apply_indexes(args.propose_indexes, args.drop_proposed_indexes)
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM curation_image")
         n_images = cur.fetchone()[0]
         cur.execute("SELECT count(*) FROM vlm_vlmverdict")
         n_verdicts = cur.fetchone()[0]
-        cur.execute("SELECT indexname FROM pg_indexes WHERE indexname = ANY(%s)",
-                    [[s.split("IF NOT EXISTS ")[1].split()[0] for s in PROPOSED_INDEXES]])
-        present = sorted(r[0] for r in cur.fetchall())
     cookie = session_cookie()
     connection.close()
     subs = {"pv1": 1, "pv2": 2, "run7": 7}
@@ -397,7 +362,6 @@ def main():
 
     print(f"\n{n_images:,} images, {n_verdicts:,} verdicts; {args.clients} clients, {args.workers} gunicorn "
           f"workers, {args.requests} requests per scenario, {os.cpu_count()} CPUs")
-    print(f"proposed indexes present: {', '.join(present) or 'none'}")
     port = args.port or free_port()
     proc = start_server(port, args.workers)
     results = []
