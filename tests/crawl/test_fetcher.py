@@ -1,7 +1,7 @@
 """The fetcher: SSRF guard at connect time, redirects checked per hop, size caps, bounded retries."""
 import pytest
 
-from crawl.fetcher import Blocked, FetchError, Fetcher, HTTPStatusError, TooLarge
+from crawl.fetcher import Blocked, Fetcher, FetchError, HTTPStatusError, TooLarge
 from tests.fakes.image_host import ImageHost, image_bytes
 
 

@@ -3,8 +3,8 @@ from datetime import timedelta
 
 import django_rq
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from curation import run_views
