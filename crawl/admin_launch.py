@@ -43,6 +43,7 @@ class KeywordCrawlForm(FilterFields):
                                          help_text=f"add the {len(builtin_queries.DEFAULT_QUERIES)} built-in indoor queries")
     limit_per_query = forms.IntegerField(min_value=1, max_value=2000, initial=200)
     batch_size = forms.IntegerField(min_value=1, max_value=64, initial=20)
+    field_order = ["queries", "default_queries", "limit_per_query", "batch_size"]  # then the shared ones
 
     def clean(self):
         data = super().clean()
@@ -84,6 +85,7 @@ class SimilarForm(FilterFields):
     dhash_min_distance = forms.IntegerField(min_value=0, max_value=64, initial=4)
     no_phash = forms.BooleanField(required=False, help_text="turn the dHash window off")
     no_dedup = forms.BooleanField(required=False, help_text="fetch URLs seen before again")
+    field_order = ["seeds", "seed_image_ids", "limit_per_seed", "batch_size", "max_concurrent"]
 
     def clean_seed_image_ids(self):
         raw = self.cleaned_data["seed_image_ids"].replace(",", " ").split()

@@ -3,6 +3,7 @@
 Used by the tests and by `make demo`. Routes:
   /img/<n>.jpg        a deterministic generated photo (n picks the picture)
   /dup/<n>.jpg        the same bytes as /img/<n>.jpg (an exact duplicate under another URL)
+  /near/<n>.jpg       /img/<n>.jpg resized and recompressed (a near-duplicate)
   /broken/<n>.jpg     truncated JPEG bytes served as image/jpeg
   /html/<n>.jpg       an HTML page served as image/jpeg
   /redirect?to=URL    302 to URL
@@ -24,6 +25,12 @@ from tests.images import encode, photo_like
 
 def image_bytes(n):
     return encode(photo_like(640 + (n % 5) * 32, 480 + (n % 3) * 24, seed=n), "JPEG", quality=88)
+
+
+def near_copy_bytes(n):
+    """The picture of /img/<n>.jpg, slightly smaller and recompressed: a near-duplicate, not an exact one."""
+    im = photo_like(640 + (n % 5) * 32, 480 + (n % 3) * 24, seed=n)
+    return encode(im.resize((im.width * 9 // 10, im.height * 9 // 10)), "JPEG", quality=70)
 
 
 class ImageHost:
@@ -49,6 +56,8 @@ class ImageHost:
                 num = int(segs[1].split(".")[0]) if len(segs) > 1 and segs[1].split(".")[0].isdigit() else 0
                 if head in ("img", "dup"):
                     return self._send(200, image_bytes(num))
+                if head == "near":
+                    return self._send(200, near_copy_bytes(num))
                 if head == "broken":
                     return self._send(200, image_bytes(num)[:2000])
                 if head == "html":
@@ -106,7 +115,8 @@ class ImageHost:
         return self.base_url + path
 
     def url_list(self, n):
-        """n URLs: mostly distinct photos, every 10th a duplicate, every 25th broken, every 40th HTML."""
+        """n URLs: mostly distinct photos; every 10th an exact duplicate, every 12th a near-duplicate,
+        every 25th broken, every 40th HTML."""
         lines = []
         for i in range(n):
             if i % 40 == 39:
@@ -115,6 +125,8 @@ class ImageHost:
                 lines.append(self.url(f"/broken/{i}.jpg"))
             elif i % 10 == 9:
                 lines.append(self.url(f"/dup/{i - 9}.jpg"))
+            elif i % 12 == 11:
+                lines.append(self.url(f"/near/{i - 11}.jpg"))
             else:
                 lines.append(self.url(f"/img/{i}.jpg"))
         return "\n".join(lines) + "\n"
