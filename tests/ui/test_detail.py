@@ -1,6 +1,5 @@
 """Image detail: everything known about one image, escaped, with next/previous inside the filter."""
 import pytest
-from django.contrib.auth.models import User
 
 from crawl.models import Source
 from curation import review
@@ -12,17 +11,6 @@ pytestmark = pytest.mark.django_db
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 ESCAPED = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
-
-
-@pytest.fixture
-def user():
-    return User.objects.create_user("rita", password="pw-rita-123")
-
-
-@pytest.fixture
-def client_in(client, user):
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

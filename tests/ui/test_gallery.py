@@ -1,6 +1,5 @@
 """Gallery: access, filters from the querystring, keyset pages, htmx partials, count, media, escaping."""
 import pytest
-from django.contrib.auth.models import User
 
 from crawl.models import Source
 from curation import gallery
@@ -11,17 +10,6 @@ from vlm.models import PromptVersion, VlmVerdict
 pytestmark = pytest.mark.django_db
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-
-
-@pytest.fixture
-def user():
-    return User.objects.create_user("rita", password="pw-rita-123")
-
-
-@pytest.fixture
-def client_in(client, user):
-    client.force_login(user)
-    return client
 
 
 def ids(qs):

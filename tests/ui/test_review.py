@@ -17,17 +17,6 @@ from tests.ui.imagerows import make_image
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def user():
-    return User.objects.create_user("rita", password="pw-rita-123")
-
-
-@pytest.fixture
-def client_in(client, user):
-    client.force_login(user)
-    return client
-
-
 def fresh(img):
     img.refresh_from_db()
     return img
