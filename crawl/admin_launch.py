@@ -12,6 +12,7 @@ from django.urls import path, reverse
 
 from crawl import baidu_similar, launch
 from crawl import queries as builtin_queries
+from crawl.ingest import FILTER_KEYS
 from curation.models import Image
 
 MAX_SEED_BYTES = 20 * 1024 * 1024
@@ -33,7 +34,7 @@ class FilterFields(forms.Form):
         c = self.cleaned_data
         label = c["label"] or (launch.timestamp_label() if c["timestamp_subdir"] else "")
         return {"per_host": c["per_host"], "debug": c["debug"], "output": c["output"] or None, "label": label,
-                **{k: c[k] for k in launch.FILTER_KEYS}}
+                **{k: c[k] for k in FILTER_KEYS}}
 
 
 class KeywordCrawlForm(FilterFields):

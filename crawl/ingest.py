@@ -47,6 +47,21 @@ class Sighting:
     extra: dict = field(default_factory=dict)
 
 
+FILTER_KEYS = ("min_width", "min_height", "max_aspect")
+
+
+def add_filter_arguments(parser):
+    """The ingest filters as command-line flags, for every command that stores images."""
+    parser.add_argument("--min-width", type=int, help="smaller images are invalid (default SCENEIMG_MIN_WIDTH)")
+    parser.add_argument("--min-height", type=int, help="default SCENEIMG_MIN_HEIGHT")
+    parser.add_argument("--max-aspect", type=float, help="longer over shorter side (default SCENEIMG_MAX_ASPECT)")
+
+
+def filter_params(options):
+    """The filter flags that were given, as run parameters."""
+    return {k: options[k] for k in FILTER_KEYS if options.get(k) is not None}
+
+
 @dataclass
 class Filters:
     min_width: int

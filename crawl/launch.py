@@ -2,11 +2,9 @@
 from django.utils import timezone
 
 from crawl import baidu, baidu_jobs, baidu_similar
-from crawl.ingest import Filters
+from crawl.ingest import FILTER_KEYS, Filters
 from curation import runs
 from sceneimg_site import queues
-
-FILTER_KEYS = ("min_width", "min_height", "max_aspect")
 
 
 def timestamp_label():

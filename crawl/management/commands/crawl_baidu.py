@@ -3,6 +3,7 @@ from pathlib import Path
 from django.core.management.base import CommandError
 
 from crawl import launch, queries
+from crawl.ingest import add_filter_arguments, filter_params
 from curation.stage_command import StageCommand
 
 
@@ -25,9 +26,7 @@ class Command(StageCommand):
         parser.add_argument("--output", help="also write stored files with sidecar JSON into DIR/<query>/")
         parser.add_argument("--label", default="", help="a name for this crawl (default: the timestamp with "
                                                         "--timestamp-subdir)")
-        parser.add_argument("--min-width", type=int)
-        parser.add_argument("--min-height", type=int)
-        parser.add_argument("--max-aspect", type=float)
+        add_filter_arguments(parser)
         self.add_enqueue_argument(parser)
 
     def handle(self, *args, **opts):
@@ -49,7 +48,7 @@ class Command(StageCommand):
         params = launch.crawl_params(
             qs, limit_per_query=opts["limit_per_query"], per_host=opts["per_host"], batch_size=opts["batch_size"],
             debug=opts["debug"], output=output, label=label,
-            **{k: opts[k] for k in launch.FILTER_KEYS})
+            **filter_params(opts))
         if opts["enqueue"]:
             run = launch.launch_crawl(params)
             self.stdout.write(f"enqueued crawl run #{run.pk} on queue 'crawl' ({run.status}): {len(qs)} queries")

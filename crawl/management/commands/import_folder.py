@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import CommandError
 
 from crawl import importers, jobs
-from crawl.ingest import Filters
+from crawl.ingest import Filters, add_filter_arguments, filter_params
 from curation.stage_command import StageCommand
 from sceneimg_site import queues
 
@@ -17,16 +17,14 @@ class Command(StageCommand):
         parser.add_argument("--recursive", action="store_true", help="also import subfolders")
         parser.add_argument("--dry-run", action="store_true", help="print what would change; change nothing")
         parser.add_argument("--label", default="", help="a name for this import, usable as a gallery filter")
-        parser.add_argument("--min-width", type=int)
-        parser.add_argument("--min-height", type=int)
-        parser.add_argument("--max-aspect", type=float)
+        add_filter_arguments(parser)
         self.add_enqueue_argument(parser)
 
     def handle(self, *args, **opts):
         path = str(Path(opts["path"]).resolve())
         if not Path(path).is_dir():
             raise CommandError(f"{opts['path']} is not a folder")
-        filters = {k: opts[k] for k in ("min_width", "min_height", "max_aspect") if opts[k] is not None}
+        filters = filter_params(opts)
         params = {"path": path, "recursive": opts["recursive"], "label": opts["label"], **filters}
         self.run_stage(
             "import",

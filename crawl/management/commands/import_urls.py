@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import CommandError
 
 from crawl import importers, jobs
-from crawl.ingest import Filters
+from crawl.ingest import Filters, add_filter_arguments, filter_params
 from curation.stage_command import StageCommand
 from sceneimg_site import queues
 
@@ -16,9 +16,7 @@ class Command(StageCommand):
         parser.add_argument("--dry-run", action="store_true", help="print what would change; change nothing")
         parser.add_argument("--label", default="", help="a name for this import, usable as a gallery filter")
         parser.add_argument("--workers", type=int, default=8, help="downloads at once (default 8)")
-        parser.add_argument("--min-width", type=int)
-        parser.add_argument("--min-height", type=int)
-        parser.add_argument("--max-aspect", type=float)
+        add_filter_arguments(parser)
         self.add_enqueue_argument(parser)
 
     def handle(self, *args, **opts):
@@ -27,7 +25,7 @@ class Command(StageCommand):
             entries = importers.parse_url_list(importers.read_url_file(file))
         except importers.ImportError_ as exc:
             raise CommandError(str(exc)) from None
-        filters = {k: opts[k] for k in ("min_width", "min_height", "max_aspect") if opts[k] is not None}
+        filters = filter_params(opts)
         params = {"file": file, "label": opts["label"], "workers": opts["workers"], **filters}
         self.run_stage(
             "import",

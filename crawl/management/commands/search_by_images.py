@@ -3,6 +3,7 @@ from pathlib import Path
 from django.core.management.base import CommandError
 
 from crawl import baidu_similar, launch
+from crawl.ingest import add_filter_arguments, filter_params
 from curation.models import Image
 from curation.stage_command import StageCommand
 
@@ -32,9 +33,7 @@ class Command(StageCommand):
                             help="label the run with a timestamp (also the subfolder under --output)")
         parser.add_argument("--debug", action="store_true", help="verbose, and relaxed size/aspect filters")
         parser.add_argument("--label", default="", help="a name for this expansion")
-        parser.add_argument("--min-width", type=int)
-        parser.add_argument("--min-height", type=int)
-        parser.add_argument("--max-aspect", type=float)
+        add_filter_arguments(parser)
         self.add_enqueue_argument(parser)
 
     def handle(self, *args, **opts):
@@ -74,7 +73,7 @@ class Command(StageCommand):
             max_concurrent=opts["max_concurrent"], dhash_threshold=opts["dhash_threshold"],
             dhash_min_distance=opts["dhash_min_distance"], use_dhash=not opts["no_phash"],
             dedup=not opts["no_dedup"], debug=opts["debug"], output=output, label=label,
-            **{k: opts[k] for k in launch.FILTER_KEYS})
+            **filter_params(opts))
         if opts["enqueue"]:
             run = launch.launch_similar(params)
             self.stdout.write(f"enqueued similar run #{run.pk} on queue 'crawl' ({run.status}): {len(seeds)} seeds")
