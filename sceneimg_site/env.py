@@ -5,7 +5,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 
 def env_str(name, default=""):
-    return os.environ.get(name, default)
+    """The variable's value; an empty value counts as unset."""
+    return os.environ.get(name) or default
 
 
 def env_bool(name, default=False):

@@ -5,7 +5,12 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 if [[ ! -x .venv/bin/python ]]; then
-  "$PY" -m venv .venv
+  # Debian and Ubuntu ship venv without ensurepip unless python3-venv is installed: fall back to virtualenv.
+  if ! "$PY" -m venv .venv 2>/dev/null; then
+    rm -rf .venv
+    "$PY" -m pip install --quiet --user virtualenv && "$PY" -m virtualenv --quiet .venv || {
+      echo "cannot create a virtualenv: install python3-venv (apt-get install python3-venv) or pip" >&2; exit 1; }
+  fi
 fi
 extras=""
 [[ "${1:-}" == "--test" ]] && extras="[test]"
