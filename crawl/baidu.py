@@ -19,10 +19,11 @@ from django.utils.text import slugify
 
 from crawl.baidu_protocol import NotJson, is_antiflag, loads_tolerant, looks_like_captcha, parse_keyword_page
 from crawl.fetcher import Fetcher, FetchError, HTTPStatusError
-from crawl.ingest import Filters, Sighting, ingest_url
+from crawl.ingest import Filters, Sighting, ingest_url, record
 from crawl.models import Source
 from curation.models import Run
-from curation.threads import db_pool  # noqa: F401 (shared with baidu_similar)
+from curation.runs import Cancelled
+from curation.threads import db_pool
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,7 @@ def crawl_keywords(tracker, queries, *, limit_per_query=200, per_host=None, batc
     with db_pool(batch_size, "baidu-dl") as pool:
         for index, query in enumerate(queries):
             tracker.check_cancelled()
+            done_before = _results_counted(tracker)
             try:
                 taken = crawl_query(tracker, client, query, pool, limit=limit_per_query, fetcher=fetcher,
                                     filters=filters, output=output, label=label, skip_known=skip_known,
@@ -229,9 +231,11 @@ def crawl_keywords(tracker, queries, *, limit_per_query=200, per_host=None, batc
                 last_refusal = str(exc)
                 in_a_row += 1
                 tracker.count("_refused_queries")
+                tracker.add_total(_results_counted(tracker) - done_before - limit_per_query)
                 append_run_error(run, str(exc))
                 if in_a_row >= REFUSED_QUERIES_BEFORE_STOP and index + 1 < len(queries):
                     rest = len(queries) - index - 1
+                    tracker.add_total(-rest * limit_per_query)
                     append_run_error(run, f"stopped: Baidu refused {in_a_row} queries in a row; "
                                           f"{rest} queries not crawled")
                     break
@@ -242,6 +246,10 @@ def crawl_keywords(tracker, queries, *, limit_per_query=200, per_host=None, batc
     if refused and not any(tracker.counts.get(k) for k in ("stored", "duplicate", "invalid", "error")):
         raise BaiduRefused(f"{last_refusal}; nothing was crawled ({len(refused)} of {len(queries)} queries refused)")
     return tracker.counts
+
+
+def _results_counted(tracker):
+    return sum(tracker.counts.get(k, 0) for k in ("stored", "duplicate", "invalid", "error"))
 
 
 def crawl_query(tracker, client, query, pool, *, limit, fetcher, filters, output=None, label="",
@@ -275,6 +283,12 @@ def crawl_query(tracker, client, query, pool, *, limit, fetcher, filters, output
                 if folder is not None and source.outcome == Source.Outcome.STORED:
                     write_output(source, folder, {"query": query, "label": label, "provider": "baidu"})
                 return source.outcome
+            except Cancelled:
+                raise
+            except Exception as exc:  # one bad result must not end the crawl or lose the others
+                log.exception("result %s of %r failed", hit.url, query)
+                return record(Sighting(provider=Source.Provider.BAIDU, url=hit.url, query=query),
+                              Source.Outcome.ERROR, run=run, reason=f"unexpected error: {exc}", tracker=tracker).outcome
             finally:
                 close_old_connections()
 

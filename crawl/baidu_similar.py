@@ -31,6 +31,7 @@ from crawl.fetcher import Fetcher, FetchError
 from crawl.ingest import Filters, Sighting, compute_dhash, examine, ingest_bytes, ingest_url, known_url
 from crawl.models import Source
 from curation.models import Image
+from curation.runs import Cancelled
 from curation.threads import db_pool
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,8 @@ def load_seed(spec):
         im = ingest.decode(data)
     except ingest.InvalidImage as exc:
         raise SeedError(f"seed {name} is not a usable image: {exc}") from None
-    return name, data, None, compute_dhash(im)
+    # Hashed upright, as every stored image and candidate is (a phone photo may be stored sideways).
+    return name, data, None, compute_dhash(ingest.normalise(data, im).image)
 
 
 # --- protocol ----------------------------------------------------------------------------------------
@@ -258,6 +260,13 @@ def expand_seed(tracker, client, spec, *, limit_per_seed, pool, fetcher, filters
                     write_output(source, folder, {"seed": name, "label": label, "provider": "baidu_similar",
                                                   "seed_distance": source.extra.get("seed_distance")})
                 return source.outcome
+            except Cancelled:
+                raise
+            except Exception as exc:  # one bad candidate must not end the expansion or lose the others
+                log.exception("candidate %s of seed %s failed", hit.url, name)
+                return ingest.record(Sighting(provider=Source.Provider.BAIDU_SIMILAR, url=hit.url, seed_name=name,
+                                              seed_image=seed_image), Source.Outcome.ERROR, run=run,
+                                     reason=f"unexpected error: {exc}", tracker=tracker).outcome
             finally:
                 close_old_connections()
 

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 ALLOWED_SCHEMES = ("http", "https")
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+# Network hiccups worth another try; a connection cut mid-body shows up as ChunkedEncodingError.
+TRANSIENT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 MAX_RETRY_AFTER = 60.0
 
 
@@ -210,20 +212,28 @@ class Fetcher:
         raise FetchError(f"too many redirects from {_short(url)}")
 
     def _with_retries(self, method, url, max_bytes, kwargs):
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+            parts.port  # noqa: B018 (raises ValueError on a bad port)
+        except ValueError as exc:
+            raise FetchError(f"malformed URL {_short(url)}: {exc}") from None
         if parts.scheme.lower() not in ALLOWED_SCHEMES:
             raise Blocked(f"refused URL scheme {parts.scheme or '(none)'!r}: only http and https are fetched")
-        if not parts.hostname:
+        if not host:
             raise FetchError(f"URL has no host: {_short(url)}")
         attempt = 0
         while True:
             try:
-                with _HostLimiter.get(parts.hostname, self.per_host):
+                with _HostLimiter.get(host, self.per_host):
                     resp = self._send(method, url, max_bytes, kwargs)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except TRANSIENT_ERRORS as exc:
                 if isinstance(exc.__context__, Blocked) or attempt >= self.retries:
                     raise FetchError(f"could not fetch {_short(url)}: {_describe(exc)}") from exc
                 delay = None
+            except (requests.RequestException, ValueError, UnicodeError) as exc:
+                # Not worth retrying: a malformed URL or redirect target, an undecodable body.
+                raise FetchError(f"could not fetch {_short(url)}: {_describe(exc)}") from exc
             else:
                 if resp.status_code not in RETRY_STATUSES or attempt >= self.retries:
                     return resp

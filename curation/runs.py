@@ -18,6 +18,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from rq import Callback
+from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from curation.models import Run
@@ -136,7 +137,7 @@ def job_id_for(run, key):
 
 def enqueue_batches(run, job_func, batches, *, queue):
     q = django_rq.get_queue(queue)
-    ids = []
+    todo = []
     for key, kwargs in batches:
         job_id = job_id_for(run, key)
         try:
@@ -144,17 +145,24 @@ def enqueue_batches(run, job_func, batches, *, queue):
             if job.get_status(refresh=True) in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED,
                                                  JobStatus.SCHEDULED, JobStatus.FINISHED):
                 continue
-        except Exception:  # NoSuchJobError: not enqueued yet
+        except NoSuchJobError:
             pass
-        ids.append(job_id)
-        q.enqueue(job_func, args=(run.pk,), kwargs=kwargs or {}, job_id=job_id,
-                  on_failure=Callback(job_failed), failure_ttl=7 * 86400, result_ttl=86400)
-    Run.objects.filter(pk=run.pk).update(
-        jobs_total=F("jobs_total") + len(ids),
-    )
-    run.refresh_from_db()
-    run.job_ids = list(run.job_ids) + ids
-    run.save(update_fields=["job_ids"])
+        todo.append((job_id, kwargs))
+    # Count the jobs before any is enqueued: a fast worker finishing the first batch must not find
+    # itself the last one and end the run while the others are still being enqueued.
+    Run.objects.filter(pk=run.pk).update(jobs_total=F("jobs_total") + len(todo))
+    ids = []
+    try:
+        for job_id, kwargs in todo:
+            q.enqueue(job_func, args=(run.pk,), kwargs=kwargs or {}, job_id=job_id,
+                      on_failure=Callback(job_failed), failure_ttl=7 * 86400, result_ttl=86400)
+            ids.append(job_id)
+    finally:
+        if len(ids) < len(todo):
+            Run.objects.filter(pk=run.pk).update(jobs_total=F("jobs_total") - (len(todo) - len(ids)))
+        run.refresh_from_db()
+        run.job_ids = list(run.job_ids) + ids
+        run.save(update_fields=["job_ids"])
     return ids
 
 

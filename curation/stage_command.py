@@ -16,6 +16,8 @@ class StageCommand(BaseCommand):
     def run_stage(self, kind, stage, params, *, job_func=None, queue=None, label="", enqueue=False,
                   dry_run=False, batches=None, unit="img"):
         """Run `stage(tracker)` here (or enqueue job_func), print the summary line, fail loudly."""
+        if enqueue and dry_run:
+            raise CommandError("--dry-run and --enqueue cannot be combined: a dry run runs here and changes nothing")
         if enqueue:
             run = runs.launch(kind, job_func, params, queue=queue, label=label, batches=batches)
             self.stdout.write(f"enqueued {kind} run #{run.pk} on queue '{queue}' ({run.status})")

@@ -116,6 +116,7 @@ def test_persistent_antiflag_records_error_and_keeps_what_was_stored(fake_baidu,
     assert "Baidu refused the request: anti-spider" in run.error
     assert "2 queries in a row" in run.error and "1 queries not crawled" in run.error
     assert Image.objects.count() == 30
+    assert run.total == 30  # refused and skipped queries give back their share: the progress ends at 100 %
     assert fake_baidu.hits["acjson"] == 1 + 3 + 3  # "a": page 1, then 3 tries; "b": 3 tries; "c" skipped
 
 
@@ -189,3 +190,20 @@ def test_debug_relaxes_size_filter(fake_baidu, settings):
     fake_baidu.queries = {"r": [3, 4]}
     run = crawl(["r"], debug=True)
     assert run.counters["stored"] == 2
+
+
+def test_one_result_failing_unexpectedly_is_an_error_source_and_the_crawl_goes_on(fake_baidu, monkeypatch):
+    fake_baidu.queries = {"q": range(3000, 3010)}
+    real = baidu.ingest_url
+    broken = fake_baidu.original_url(3004)
+
+    def flaky(url, sighting, **kw):
+        if url == broken:
+            raise RuntimeError("disk full")
+        return real(url, sighting, **kw)
+
+    monkeypatch.setattr(baidu, "ingest_url", flaky)
+    run = crawl(["q"])
+    assert run.status == Run.Status.DONE, run.error
+    assert (run.counters["stored"], run.counters["error"]) == (9, 1)
+    assert Source.objects.get(run=run, outcome="error").reason == "unexpected error: disk full"

@@ -99,3 +99,21 @@ def test_connection_refused_is_a_clear_error(settings):
     settings.SCENEIMG_FETCH_ALLOW_PRIVATE = ["127.0.0.1"]
     with pytest.raises(FetchError, match="could not fetch"):
         Fetcher(retries=1, backoff=0.01).get("http://127.0.0.1:9/x.jpg")
+
+
+@pytest.mark.parametrize("url", [
+    "http://[::1",                     # unbalanced bracket
+    "http://127.0.0.1:99999/x.jpg",    # port out of range
+    "http://exa mple.com/x.jpg",       # space in the host
+    "http://" + "a" * 70 + ".com/x",   # label too long for IDNA
+])
+def test_malformed_urls_are_fetch_errors(settings, url):
+    settings.SCENEIMG_FETCH_ALLOW_PRIVATE = ["127.0.0.1"]
+    with pytest.raises(FetchError):
+        Fetcher(retries=0).get(url)
+
+
+def test_a_body_cut_short_is_retried_then_a_fetch_error(host, fetcher):
+    with pytest.raises(FetchError, match="could not fetch"):
+        fetcher.get(host.url("/cut"))
+    assert host.hits["/cut"] == 3

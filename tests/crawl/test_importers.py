@@ -111,3 +111,10 @@ def test_two_processes_importing_overlapping_folders_make_one_image_per_picture(
     assert Image.objects.count() == 18
     assert Source.objects.count() == 24
     assert Source.objects.filter(outcome="stored").count() == 18
+
+
+def test_dry_run_cannot_be_enqueued(tmp_path):
+    folder = write_folder(tmp_path / "raw", [30])
+    with pytest.raises(CommandError, match="cannot be combined"):
+        call_command("import_folder", str(folder), "--dry-run", "--enqueue")
+    assert (Image.objects.count(), Run.objects.count()) == (0, 0)

@@ -168,3 +168,17 @@ def test_uploaded_seed_lives_in_storage():
 def test_page_url_rewrites_page_and_next():
     url = similar.page_url("http://g/ajax/pcsimi?limit=30&next=2&session_id=s&page=1&tk=x", 3)
     assert "page=3" in url and "next=4" in url and "session_id=s" in url and url.count("page=") == 1
+
+
+def test_a_sideways_seed_is_hashed_upright_like_the_candidates(tmp_path):
+    from tests.images import encode, photo_like
+
+    upright = photo_like(400, 600, 77)
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # stored rotated; shown upright
+    sideways = upright.rotate(90, expand=True)
+    seed = tmp_path / "seed.jpg"
+    seed.write_bytes(encode(sideways, "JPEG", quality=95, exif=exif.tobytes()))
+    _name, _data, _image, seed_hash = similar.load_seed({"path": str(seed)})
+    candidate_hash = compute_dhash(PILImage.open(io.BytesIO(encode(upright, "JPEG", quality=95))))
+    assert similar.hamming(seed_hash, candidate_hash) <= 2

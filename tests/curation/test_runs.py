@@ -145,3 +145,24 @@ def test_batches_share_one_run_which_ends_when_the_last_one_does(redis_conn):
         run.refresh_from_db()
         assert run.status == ("done" if n == 2 else "running")
     assert run.counters["stored"] == 6
+
+
+def test_a_batch_finishing_while_the_others_are_enqueued_does_not_end_the_run(redis_conn, monkeypatch):
+    """A worker may finish batch 1 before batch 2 is even enqueued: the run must wait for all three."""
+    import django_rq
+
+    real_enqueue = django_rq.get_queue(queues.DEFAULT).__class__.enqueue
+    seen = []
+
+    def enqueue_and_run_at_once(self, func, *, args, kwargs, **options):
+        job = real_enqueue(self, func, args=args, kwargs=kwargs, **options)
+        seen.append(Run.objects.get(pk=args[0]).jobs_total)
+        runs.run_job(args[0], lambda t: t.count("processed"))  # as if a worker took it this instant
+        return job
+
+    monkeypatch.setattr(django_rq.queues.DjangoRQ, "enqueue", enqueue_and_run_at_once)
+    run = runs.launch("dedup", jobs.import_folder_job, {"p": 1}, queue=queues.DEFAULT,
+                      batches=[("a", {}), ("b", {}), ("c", {})])
+    run.refresh_from_db()
+    assert seen == [3, 3, 3]
+    assert (run.status, run.jobs_done, run.counters["processed"]) == ("done", 3, 3)

@@ -13,6 +13,7 @@ Used by the tests and by `make demo`. Routes:
   /slow/<n>.jpg?s=S   an image after S seconds
   /chunked/<n>.jpg    an image with no Content-Length (chunked)
   /endless            an endless chunked body
+  /cut                a Content-Length the body never reaches (the connection is closed)
   /list.txt?n=N       a URL list of N images with some duplicates and broken files
 """
 import threading
@@ -79,6 +80,14 @@ class ImageHost:
                     return self._send(200, image_bytes(num))
                 if head == "chunked":
                     return self._chunked([image_bytes(num)])
+                if head == "cut":  # promises more than it sends, then hangs up
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.send_header("Content-Length", "100000")
+                    self.end_headers()
+                    self.wfile.write(b"\xff\xd8\xff" + b"x" * 10)
+                    self.close_connection = True
+                    return None
                 if head == "endless":
                     return self._chunked(b"\xff" * 65536 for _ in range(100000))
                 if head == "list.txt":
