@@ -27,6 +27,7 @@ from curation.models import Decision, FilterScore, Image
 log = logging.getLogger(__name__)
 
 REASON_PREFIX = "near-duplicate of #"
+SEED_COPY_PREFIX = "copy of seed "  # crawl.seeds rejects copies of seed images with this reason
 LOCK_ID = 0x5CE1D0  # Postgres advisory lock: one group writer at a time
 _MAX_TABLE_BITS = 24
 _EXPAND_BLOCK = 4_000_000  # candidate pairs materialised at once
@@ -346,7 +347,12 @@ def find_duplicates(tracker=None, threshold=None):
 class _HashIndex:
     """This process's copy of (id, dhash), topped up with rows newer than the last one it saw, so an
     ingest worker does not reload the whole collection for every new image. Ids of deleted images
-    may linger; they match no row when the groups are read back."""
+    may linger; they match no row when the groups are read back.
+
+    Postgres hands out ids at INSERT but rows appear at COMMIT, so a lower id can become visible
+    after a higher one was read: each top-up re-reads the last LAG ids and skips those it has."""
+
+    LAG = 1000
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -360,14 +366,16 @@ class _HashIndex:
     def neighbours(self, queries, k):
         """Ids of indexed images within k bits of any of `queries` (uint64)."""
         with self.lock:
-            rows = Image.objects.filter(id__gt=self.max_id).order_by("id").values_list("id", "dhash")
+            floor = max(0, self.max_id - self.LAG)
+            rows = Image.objects.filter(id__gt=floor).order_by("id").values_list("id", "dhash")
             new = list(rows.iterator(chunk_size=50000))
             if new:
                 ids = np.fromiter((r[0] for r in new), dtype=np.int64, count=len(new))
                 hashes = as_unsigned(np.fromiter((r[1] for r in new), dtype=np.int64, count=len(new)))
-                self.ids = np.concatenate([self.ids, ids])
-                self.hashes = np.concatenate([self.hashes, hashes])
-                self.max_id = int(ids[-1])
+                unseen = ~np.isin(ids, self.ids[self.ids > floor])
+                self.ids = np.concatenate([self.ids, ids[unseen]])
+                self.hashes = np.concatenate([self.hashes, hashes[unseen]])
+                self.max_id = max(self.max_id, int(ids[-1]))
             ids, hashes = self.ids, self.hashes
         _, hit = query_pairs(queries, hashes, k)
         return set(ids[hit].tolist())

@@ -30,6 +30,7 @@ from PIL import Image as PILImage
 from curation.bulk_update import update_rows
 from curation.clip import get_clip_scorer, resolve_device
 from curation.models import Decision, FilterScore, Image
+from curation.neardup import SEED_COPY_PREFIX
 
 log = logging.getLogger(__name__)
 # torchvision 0.29 points to torchcodec for decoding; its batched GPU decode_jpeg is still what we want.
@@ -248,7 +249,7 @@ def decode_batch_tensor(items, size, device, detector_size=None):
 
 @dataclass
 class _Batch:
-    by_id: dict  # id -> (id, file name, human_decision, dup_group_id)
+    by_id: dict  # id -> (id, file name, human_decision, dup_group_id, auto_reason)
     todo: list  # ids that need inference
     reuse: dict  # id -> stored FilterScore values for images already scored under this key
 
@@ -346,7 +347,7 @@ def score_images(tracker, image_ids, *, rule=None, device=None, batch_size=None,
 
 def _prepare(chunk, key):
     rows = list(Image.objects.filter(id__in=chunk).order_by("id").values_list(
-        "id", "file", "human_decision", "dup_group_id"))
+        "id", "file", "human_decision", "dup_group_id", "auto_reason"))
     existing = {
         row["image_id"]: row
         for row in FilterScore.objects.filter(scorer_key=key, image_id__in=chunk).values(
@@ -408,13 +409,15 @@ class _Writer:
                 moderate_margin=moderate, object_count=count, passed=passed,
                 uncalibrated=self.uncalibrated, run_id=self.run_id,
             ))
-            _, name, human, dup_group = batch.by_id[image_id]
+            _, name, human, dup_group, auto_reason = batch.by_id[image_id]
             row = {"id": image_id, "clip_indoor_margin": indoor, "clip_moderate_margin": moderate,
                    "uncalibrated": self.uncalibrated}
             if self.with_counts:
                 row["object_count"] = count
-            # A near-duplicate keeps its rejection: passing CLIP does not make a copy worth keeping.
-            if dup_group is None or dup_group == image_id:
+            # A near-duplicate or a copy of a seed keeps its rejection: passing CLIP does not make a
+            # copy worth keeping.
+            copy = (dup_group is not None and dup_group != image_id) or (auto_reason or "").startswith(SEED_COPY_PREFIX)
+            if not copy:
                 row["auto_decision"] = Decision.KEEP if passed else Decision.REJECT
                 row["auto_reason"] = reason[:500]
             image_rows.append(row)

@@ -144,10 +144,14 @@ def known_secrets():
 
 
 def redact(text, extra=()):
-    """`text` with every API key we know replaced by [redacted]."""
+    """`text` with every API key we know replaced by [redacted], and without NUL characters.
+
+    Everything a verdict stores from a reply or an error passes through here, and Postgres rejects
+    text containing \\x00 (one such reply would fail the write of its whole batch).
+    """
     if not text:
         return text or ""
-    text = str(text)
+    text = str(text).replace("\x00", "")
     for secret in {*known_secrets(), *(s for s in extra if s and len(s) >= 4)}:
         text = text.replace(secret, "[redacted]")
     return text

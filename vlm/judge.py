@@ -18,11 +18,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, CharField, F, FloatField, Value, When
+from django.db.models import Case, CharField, F, FloatField, Q, Value, When
 from django.db.models.functions import Coalesce
 
 from curation import runs
 from curation.models import Image, Run
+from curation.neardup import REASON_PREFIX as NEAR_DUP_PREFIX
+from curation.neardup import SEED_COPY_PREFIX
 from vlm import backends as vlm_backends
 from vlm.models import PromptVersion, VlmVerdict
 from vlm.normalise import NormaliseError, final_decision, normalise
@@ -189,8 +191,9 @@ class _Writer:
             self.flush()
 
     def flush(self):
-        batch, self.buffer, self.last = self.buffer, [], time.monotonic()
+        batch = list(self.buffer)
         if not batch:
+            self.last = time.monotonic()
             return
         rows = []
         for o in batch:
@@ -209,6 +212,9 @@ class _Writer:
             )
             if self.drives_decision and judged:
                 self._set_decisions(judged)
+        # Only once written: a failed write leaves the batch for the next flush instead of losing it.
+        del self.buffer[:len(batch)]
+        self.last = time.monotonic()
         kept = sum(1 for o in judged if final_decision(o.decision, o.score, self.min_score) == "keep")
         unpriced = sum(1 for r in rows if r.cost_usd is None and r.input_tokens is not None)
         for key, n in (("kept", kept), ("rejected", len(judged) - kept), ("error", len(batch) - len(judged))):
@@ -241,8 +247,12 @@ class _Writer:
         """auto_decision follows this verdict; final_decision stays the human's where there is one.
 
         One UPDATE with CASE so a human decision made meanwhile is read by the database, not by us.
+        A copy of a seed or a near-duplicate keeps its rejection (and its reason): the model liking the
+        picture does not make a copy worth keeping. Its vlm_score is still written.
         """
-        decisions, reasons, scores = [], [], []
+        copy = Q(auto_reason__startswith=SEED_COPY_PREFIX) | Q(auto_reason__startswith=NEAR_DUP_PREFIX)
+        decisions, reasons = [When(copy, then=F("auto_decision"))], [When(copy, then=F("auto_reason"))]
+        scores = []
         for o in judged:
             decision = final_decision(o.decision, o.score, self.min_score)
             reason = f"VLM {self.version.name} {self.model} score {o.score:.2f}: {o.reason}"[:500]

@@ -76,7 +76,7 @@ def normalise(payload):
     score = min(1.0, max(0.0, float(score)))
 
     reason = data.get("reason")
-    reason = " ".join(str(reason).split()) if reason is not None else ""
+    reason = _clean(reason) if reason is not None else ""
     reason = reason[:REASON_MAX]
 
     return Verdict(decision=decision, score=score, reason=reason, tags=normalise_tags(data.get("tags")))
@@ -93,7 +93,7 @@ def normalise_tags(raw):
     for item in raw:
         if not isinstance(item, (str, int, float)) or isinstance(item, bool):
             continue
-        tag = " ".join(str(item).split()).lower()[:TAG_MAX]
+        tag = _clean(item).lower()[:TAG_MAX]
         if tag and tag not in seen:
             seen.add(tag)
             tags.append(tag)
@@ -107,6 +107,11 @@ def final_decision(verdict_decision, score, min_score):
     return "keep" if verdict_decision == "keep" and score is not None and score >= min_score else "reject"
 
 
+def _clean(value):
+    """One line of text without NUL: Postgres text and jsonb refuse \\x00, which a model can emit."""
+    return " ".join(str(value).replace("\x00", "").split())
+
+
 def _preview(text, n=80):
-    text = " ".join(str(text).split())
+    text = _clean(text)
     return text if len(text) <= n else text[: n - 1] + "…"

@@ -78,6 +78,17 @@ def test_scores_a_batch_end_to_end_and_writes_one_filterscore_per_image(images):
     assert by_id[duplicate.pk].auto_reason.startswith("near-duplicate of #")
 
 
+def test_passing_clip_does_not_bring_back_a_copy_of_a_seed(images):
+    copy = images[0]
+    Image.objects.filter(pk=copy.pk).update(
+        auto_decision="reject", auto_reason="copy of seed seed-a.jpg", final_decision="reject")
+    score_images(runs.Tracker(), [copy.pk, images[1].pk], rule=ALL_PASS, device="cpu")
+    copy.refresh_from_db()
+    assert (copy.auto_decision, copy.final_decision, copy.auto_reason) == ("reject", "reject", "copy of seed seed-a.jpg")
+    assert copy.clip_indoor_margin is not None  # scored all the same
+    assert Image.objects.get(pk=images[1].pk).auto_decision == "keep"
+
+
 def test_a_rerun_adds_nothing_and_changes_nothing(images):
     ids = [im.pk for im in images]
     score_images(runs.Tracker(), ids, rule=ALL_PASS, device="cpu", batch_size=3)

@@ -164,3 +164,20 @@ def test_ingest_groups_a_recompressed_copy_as_it_arrives():
     assert smaller.dup_group_id == first.pk
     assert smaller.auto_decision == "reject" and smaller.auto_reason == f"near-duplicate of #{first.pk}"
     assert Image.objects.filter(dup_group__isnull=False).count() == 2
+
+
+@pytest.mark.django_db
+def test_an_id_committed_after_a_higher_one_is_still_indexed_once():
+    # Ids are handed out at INSERT and seen at COMMIT: #b can appear after #c was indexed.
+    index = neardup._HashIndex()
+    a = make_image(1, dhash=0x1111)
+    b = make_image(2, dhash=0x7777_0000)
+    c = make_image(3, dhash=0x2222)
+    late = {f.attname: getattr(b, f.attname) for f in Image._meta.concrete_fields}
+    b.delete()  # not visible yet
+    assert index.neighbours(neardup.as_unsigned(np.array([0x1111])), 0) == {a.pk}
+    assert index.max_id == c.pk
+    Image.objects.create(**late)  # its transaction commits now, with its lower id
+    assert index.neighbours(neardup.as_unsigned(np.array([0x7777_0000])), 0) == {late["id"]}
+    index.neighbours(neardup.as_unsigned(np.array([0x1111])), 0)
+    assert sorted(index.ids.tolist()) == [a.pk, late["id"], c.pk] and len(index.hashes) == 3

@@ -10,6 +10,8 @@ an error is wrapped; the behaviours the tests need are the same switches on both
     score_high       score 1.7
     long_reason      a 500-character reason
     dup_tags         duplicate, mixed-case tags
+    nul              NUL characters (\\u0000) inside the reason and the tags
+    nul_garbage      no JSON at all, just text with NUL characters in it
     rate_limit       HTTP 429 with Retry-After (`retry_after` seconds)
     server_error     HTTP 500
     slow             the reply comes after `slow_seconds` (longer than the client's timeout)
@@ -31,7 +33,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODES = (
-    "valid", "fenced", "prose", "invalid_decision", "score_high", "long_reason", "dup_tags",
+    "valid", "fenced", "prose", "invalid_decision", "score_high", "long_reason", "dup_tags", "nul", "nul_garbage",
     "rate_limit", "server_error", "slow", "reset", "echo_auth",
 )
 ERROR_MODES = ("rate_limit", "server_error", "slow", "reset", "echo_auth")
@@ -62,6 +64,11 @@ def reply_text(mode, image_bytes):
         verdict["reason"] = ("A real kitchen with mugs, jars and a kettle on the counter. " * 10)[:500]
     elif mode == "dup_tags":
         verdict["tags"] = ["Kitchen", "kitchen", " KITCHEN ", "Mug", "mug", "Clutter"]
+    elif mode == "nul":
+        verdict["reason"] = "Lived-in\x00 kitchen\x00"
+        verdict["tags"] = ["kitch\x00en", "\x00", "mug"]
+    elif mode == "nul_garbage":
+        return "I cannot\x00 judge\x00 this"
     text = json.dumps(verdict)
     if mode == "fenced":
         return f"```json\n{json.dumps(verdict, indent=2)}\n```"

@@ -251,3 +251,61 @@ def test_an_image_deleted_after_selection_is_listed_once_in_errors(db, prompts, 
     run = run_stage(ids, prompts["v3"], outputs={"output": str(output), "ids": ids, "names": {}, "errors": []})
     assert json.loads(errors_path(output).read_text()) == [{"image_id": ids[1], "path": "", "error": "no verdict: image deleted"}]
     assert len(output.read_text().splitlines()) == 2 and run.counters["error"] == 1
+
+
+def test_nul_characters_in_replies_do_not_fail_the_batch(db, prompts, openai_fake, make_images):
+    # Postgres refuses text and jsonb containing NUL; one such reply used to fail the write of its whole batch.
+    images = make_images(6)
+    openai_fake.script = ["nul", "nul_garbage", "nul"]
+    run = run_stage(images, prompts["v3"], workers=1)
+    assert run.status == Run.Status.DONE
+    rows = list(VlmVerdict.objects.all())
+    assert len(rows) == 6
+    errors = [v for v in rows if v.error]
+    assert len(errors) == 1 and "no JSON object" in errors[0].error
+    cleaned = [v for v in rows if v.reason == "Lived-in kitchen"]
+    assert len(cleaned) == 2 and all(v.tags == ["kitchen", "mug"] for v in cleaned)
+    for v in rows:
+        assert "\x00" not in v.reason + v.error + v.raw_response + "".join(v.tags)
+    assert run.counters["kept"] + run.counters["rejected"] == 5 and run.counters["error"] == 1
+
+
+def test_a_failed_write_keeps_the_batch_for_the_next_flush(db, prompts, make_images, monkeypatch):
+    from django.db import OperationalError
+
+    from vlm.judge import Outcome, _Writer
+
+    image = make_images(1)[0]
+    writer = _Writer(runs.Tracker(), prompts["v3"], "openai", "gpt-4.1", 0.6, True, None)
+    writer.add(Outcome(image.pk, decision="keep", score=0.9, reason="ok"))
+    real = VlmVerdict.objects.bulk_create
+    calls = []
+
+    def flaky(*args, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("connection lost")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(VlmVerdict.objects, "bulk_create", flaky)
+    with pytest.raises(OperationalError):
+        writer.flush()
+    assert len(writer.buffer) == 1 and not VlmVerdict.objects.exists()
+    writer.flush()
+    assert writer.buffer == [] and VlmVerdict.objects.get().decision == "keep"
+    assert Image.objects.get(pk=image.pk).auto_decision == "keep"
+
+
+@pytest.mark.parametrize("reason", ["copy of seed seed-a.jpg", "near-duplicate of #1"])
+def test_a_vlm_keep_does_not_bring_back_a_copy(db, prompts, openai_fake, make_images, reason):
+    images = make_images(8)
+    keeps = [im for im in images if expected(im, 0.0)[1] == "keep"]
+    assert keeps  # the fake keeps about 60%
+    Image.objects.filter(pk__in=[im.pk for im in keeps]).update(
+        auto_decision="reject", auto_reason=reason, final_decision="reject")
+    run_stage(images, prompts["v3"], min_score=0.0)
+    for image in Image.objects.filter(pk__in=[im.pk for im in keeps]):
+        assert (image.auto_decision, image.final_decision, image.auto_reason) == ("reject", "reject", reason)
+        assert image.vlm_score == VlmVerdict.objects.get(image=image).score
+    others = Image.objects.exclude(pk__in=[im.pk for im in keeps])
+    assert all(im.auto_reason.startswith("VLM v3") for im in others)

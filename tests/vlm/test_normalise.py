@@ -62,3 +62,11 @@ def test_final_decision_needs_keep_and_min_score():
     assert final_decision("keep", 0.6, 0.6) == "keep"
     assert final_decision("keep", 0.59, 0.6) == "reject"
     assert final_decision("reject", 0.99, 0.6) == "reject"
+
+
+def test_nul_characters_are_dropped_from_reason_tags_and_errors():
+    v = normalise('{"decision": "keep", "score": 0.9, "reason": "a\\u0000 kitchen\\u0000", "tags": ["mu\\u0000g", "\\u0000"]}')
+    assert (v.reason, v.tags) == ("a kitchen", ["mug"])
+    with pytest.raises(NormaliseError) as info:
+        normalise("no\x00 verdict")
+    assert "\x00" not in str(info.value)
