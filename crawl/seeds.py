@@ -14,6 +14,7 @@ import numpy as np
 from crawl import ingest
 from crawl.baidu_similar import SEED_SUFFIXES, hamming
 from curation.models import Decision, Image
+from curation.neardup import SEED_COPY_PREFIX
 
 
 class SeedDirError(Exception):
@@ -127,7 +128,7 @@ def remove_seed_duplicates(seed_dir, *, threshold=2, output_dir=None, dry_run=Fa
     report.rejected = len(copies) - len(decided)
     if not dry_run:
         for name, ids in by_seed.items():
-            Image.objects.filter(pk__in=ids).set_auto_decision(Decision.REJECT, f"copy of seed {name}")
+            Image.objects.filter(pk__in=ids).set_auto_decision(Decision.REJECT, f"{SEED_COPY_PREFIX}{name}")
     if output_dir:
         if not Path(output_dir).is_dir():
             raise SeedDirError(f"output folder {output_dir} does not exist")
