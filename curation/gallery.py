@@ -198,7 +198,7 @@ def filter_images(params, *, ordered=True):
         source_q &= Q(query=query)
     seed = _one(qd, "seed")
     if seed is not None:
-        source_q &= Q(seed_image_id=int(seed)) if seed.isdigit() else Q(seed_name=seed)
+        source_q &= Q(seed_image_id=int(seed)) if seed.isascii() and seed.isdigit() else Q(seed_name=seed)
     if source_q:
         qs = qs.filter(Exists(Source.objects.filter(source_q, image=OuterRef("pk"))))
 
@@ -236,13 +236,13 @@ def filter_images(params, *, ordered=True):
     if tags and connection.vendor != "postgresql":
         verdicts = verdicts.annotate(tags_text=Cast("tags", TextField()))
     for tag in tags:
-        one_verdict &= _tag_condition(tag)
+        one_verdict &= _tag_condition(tag.lower())  # tags are stored lower-case
     if pv is not None or tags or (model is not None and not _values(qd, "verdict")):
         qs = qs.filter(Exists(verdicts.filter(one_verdict, image=OuterRef("pk"))))
     for spec in _values(qd, "verdict"):
         pv_text, _, decision = spec.partition(":")
         decision = decision.lower()
-        if not pv_text.isdigit() or decision not in ("keep", "reject", "error"):
+        if not (pv_text.isascii() and pv_text.isdigit()) or decision not in ("keep", "reject", "error"):
             raise FilterError(f"verdict: expected PROMPT_VERSION_ID:keep|reject|error, got {spec!r}")
         cond = verdict_base & Q(prompt_version_id=int(pv_text))
         cond &= Q(decision__isnull=True) if decision == "error" else Q(decision=decision)

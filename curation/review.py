@@ -29,9 +29,10 @@ def parse_decision(value):
     raise ReviewError(f"decision: expected keep, reject or clear, got {value!r}")
 
 
-def _apply(changes, user, notes):
+def _apply(changes, user, notes, expected=None):
     """Set the human decision of each image in `changes` {image_id: new}, recording a Review for every
-    real change. `notes` maps image_id -> note. Returns the created Reviews."""
+    real change. `notes` maps image_id -> note. With `expected` {image_id: value}, an image whose
+    human decision is not that value (under the row lock) is left alone. Returns the created Reviews."""
     if not changes:
         return []
     with transaction.atomic():
@@ -40,6 +41,8 @@ def _apply(changes, user, notes):
             Image.objects.select_for_update().filter(pk__in=list(changes)).order_by("pk")
             .values_list("pk", "human_decision")
         )
+        if expected is not None:
+            current = {pk: old for pk, old in current.items() if old == expected.get(pk)}
         reviews = [
             Review(image_id=pk, user=user, old=old, new=changes[pk], note=notes.get(pk, "")[:NOTE_MAX])
             for pk, old in current.items()
@@ -68,18 +71,27 @@ def set_decision(image_ids, decision, user, note=""):
 
 
 def undo(review_ids, user):
-    """Revert the changes recorded by these Reviews (the user's own), newest first.
+    """Revert the changes recorded by these Reviews (the user's own).
 
     Each image goes back to the `old` value of the earliest given Review that touched it, which
-    is where it stood before the whole action. Returns the Reviews that record the undo.
+    is where it stood before the whole action, but only while it still has the `new` value of the
+    latest given Review: an image decided again since (by anyone) keeps that later decision.
+    Returns (the Reviews that record the undo, how many images were skipped that way).
     """
     ids = sorted({int(i) for i in review_ids})
-    targets, notes = {}, {}
-    for review in Review.objects.filter(pk__in=ids, user=user).order_by("pk").only("pk", "image_id", "old"):
+    targets, expected, notes = {}, {}, {}
+    for review in Review.objects.filter(pk__in=ids, user=user).order_by("pk").only("pk", "image_id", "old", "new"):
         if review.image_id not in targets:
             targets[review.image_id] = review.old
             notes[review.image_id] = f"undo of review #{review.pk}"
-    return _apply(targets, user, notes)
+        expected[review.image_id] = review.new
+    written = _apply(targets, user, notes, expected=expected)
+    reverted = {r.image_id for r in written}
+    # An image already back at its old value needs no Review and is not "skipped".
+    current = dict(Image.objects.filter(pk__in=[pk for pk in targets if pk not in reverted])
+                   .values_list("pk", "human_decision"))
+    skipped = sum(1 for pk, value in current.items() if value != targets[pk])
+    return written, skipped
 
 
 def matching_ids(params, limit):
@@ -117,9 +129,11 @@ def undo_run_reviews(tracker, run_id, user):
         ids = list(reviews.filter(pk__gt=last).values_list("pk", flat=True)[:CHUNK])
         if not ids:
             break
-        written = undo(ids, user)
+        written, skipped = undo(ids, user)
         tracker.count("processed", len(ids))
         tracker.count("changed", len(written))
+        if skipped:
+            tracker.count("decided_since", skipped)  # left alone: decided again after the run
         last = ids[-1]
 
 
@@ -160,6 +174,11 @@ def request_undo_run(run, user):
 
     if run.kind != Run.Kind.REVIEW or run.params.get("action", "decide") != "decide":
         raise ReviewError(f"run #{run.pk} is not a bulk review run")
+    if run.created_by_id is None or run.created_by_id != user.pk:
+        raise ReviewError(f"run #{run.pk} was started by someone else: only they can undo it")
+    if run.is_active:
+        # Undoing while it still decides would leave the images it reaches afterwards decided.
+        raise ReviewError(f"run #{run.pk} is still {run.status}: cancel it or wait until it ends, then undo")
     return runs.launch(
         Run.Kind.REVIEW, review_jobs.undo_run_job, {"action": "undo", "target_run": run.pk, "user_id": user.pk},
         queue=queues.DEFAULT, label=f"undo bulk review run #{run.pk}", user=user,

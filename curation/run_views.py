@@ -30,12 +30,17 @@ RUNS_PAGE = 50
 STOP_POLLING = 286
 
 
+def can_launch(user):
+    """The same rule as launching from the admin: staff with the permission to add runs."""
+    return user.is_staff and user.has_perm("curation.add_run")
+
+
 def staff_required(view):
     @wraps(view)
     @login_required
     def wrapper(request, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied("Only staff can launch runs.")
+        if not can_launch(request.user):
+            raise PermissionDenied("Only staff with the 'Can add run' permission can launch runs.")
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -320,7 +325,7 @@ def run_list(request):
     if status in Run.Status.values:
         qs = qs.filter(status=status)
     before = request.GET.get("before", "")
-    if before.isdigit():
+    if before.isascii() and before.isdigit():
         qs = qs.filter(id__lt=int(before))
     page = list(qs[: RUNS_PAGE + 1])
     older = page[RUNS_PAGE - 1].pk if len(page) > RUNS_PAGE else None
@@ -328,13 +333,14 @@ def run_list(request):
     older_params = request.GET.copy()
     if older:
         older_params["before"] = older
-    launchers = available_launchers() if request.user.is_staff else []
+    allowed = can_launch(request.user)
+    launchers = available_launchers() if allowed else []
     return render(request, "curation/runs.html", {
         "rows": rows, "older_url": f"?{older_params.urlencode()}" if older else None,
         "kinds": Run.Kind.values, "statuses": Run.Status.values, "kind": kind, "status": status,
         "launchers": [(launcher, launcher.form(prefix=launcher.key)) for launcher in launchers],
         "missing_launchers": [launcher.title for launcher in LAUNCHERS if launcher not in launchers]
-        if request.user.is_staff else [],
+        if allowed else [],
     })
 
 

@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
@@ -13,6 +14,7 @@ from curation import cards, gallery, review
 from curation.models import Image, Run
 
 SELECTION_MAX = 5000  # ids in one "apply to selection" request; larger sets go through the filter
+HEADER_IDS_MAX = 100  # more review ids than this travel in the response body, not the HX-Trigger header
 
 
 def _int_list(text):
@@ -20,30 +22,43 @@ def _int_list(text):
     return [int(part) for part in text.replace(" ", "").split(",") if part]
 
 
-def _filter_choices():
+def _filter_choices(params):
     from crawl.models import Source
     from vlm.models import PromptVersion
 
+    runs = list(
+        Run.objects.filter(kind__in=[Run.Kind.CRAWL, Run.Kind.SIMILAR, Run.Kind.IMPORT])
+        .only("pk", "kind", "label", "created_at")[:100]
+    )
+    # The filtered run must stay selectable even when older than the newest 100, or the next
+    # filter change would silently drop it.
+    run_text = (params.get("run") or "").strip()
+    if run_text.isascii() and run_text.isdigit() and all(str(run.pk) != run_text for run in runs):
+        current = Run.objects.filter(pk=int(run_text)).only("pk", "kind", "label", "created_at").first()
+        if current is not None:
+            runs.append(current)
+    # The tag box shows one value; the other repeated tag= values ride along as hidden inputs.
+    tags = [t for t in params.getlist("tag") if t.strip()]
     return {
         "sorts": list(gallery.SORT_LABELS.items()),
         "providers": Source.Provider.choices,
-        "runs": list(
-            Run.objects.filter(kind__in=[Run.Kind.CRAWL, Run.Kind.SIMILAR, Run.Kind.IMPORT])
-            .only("pk", "kind", "label", "created_at")[:100]
-        ),
+        "runs": runs,
         "prompt_versions": list(PromptVersion.objects.only("pk", "name", "content_hash")[:200]),
+        "tag_value": tags[-1] if tags else "",
+        "extra_tags": tags[:-1],
     }
 
 
 def _gallery_context(request):
     params = request.GET
     qs = gallery.querystring_without(params, "after")
-    context = {"qs": qs, "error": None, "images": [], "next_url": None}
+    context = {"qs": qs, "error": None, "images": [], "next_url": None, "active_filters": []}
     try:
         images, cursor = gallery.page(params)
     except gallery.FilterError as exc:
         context["error"] = str(exc)
         return context
+    context["active_filters"] = gallery.active_filters(params)
     context["images"] = cards.with_cards(images, qs)
     if cursor:
         sep = "&" if qs else ""
@@ -61,10 +76,9 @@ def gallery_view(request):
             return render(request, "curation/_cards_page.html", context, status=status)
         if request.htmx.target == "results":
             return render(request, "curation/_results.html", context)
-    context.update(_filter_choices())
+    context.update(_filter_choices(request.GET))
     context["filters"] = request.GET
     context["verdict_values"] = request.GET.getlist("verdict")
-    context["active_filters"] = gallery.active_filters(request.GET) if not context["error"] else []
     return render(request, "curation/gallery.html", context, status=status)
 
 
@@ -105,12 +119,20 @@ def _card_images(ids, qs=""):
 
 
 def _reviewed(response, reviews=(), run=None, undone=False):
-    trigger_client_event(
-        response,
-        "undone" if undone else "reviewed",
-        {"reviews": [r.pk for r in reviews], "images": sorted({r.image_id for r in reviews}),
-         "run": run.pk if run else None},
-    )
+    """Tell the client what changed (for its undo stack). Ids go in the HX-Trigger header only for
+    small actions: proxies refuse headers of a few KB, so a larger action's ids ride in the body
+    (a hidden element, see _undo_ids.html, that app.js reads from the response) and the header says so."""
+    review_ids = [r.pk for r in reviews]
+    image_ids = sorted({r.image_id for r in reviews})
+    detail = {"count": len(review_ids), "run": run.pk if run else None}
+    if len(review_ids) <= HEADER_IDS_MAX:
+        detail.update(reviews=review_ids, images=image_ids)
+    else:
+        detail["in_body"] = True
+        response.content += render_to_string(
+            "curation/_undo_ids.html", {"reviews": review_ids, "images": image_ids, "undone": undone}
+        ).encode()
+    trigger_client_event(response, "undone" if undone else "reviewed", detail)
     return response
 
 
@@ -196,14 +218,18 @@ def review_undo(request):
     """Undo the changes of earlier reviews (ids from the client's undo stack) or of a bulk run."""
     qs = request.POST.get("qs", "")
     if request.POST.get("run"):
-        run = get_object_or_404(Run, pk=request.POST["run"])
+        run_text = request.POST["run"].strip()
+        if not (run_text.isascii() and run_text.isdigit()):
+            return HttpResponseBadRequest(f"run: expected a run id, got {run_text!r}")
+        run = get_object_or_404(Run, pk=int(run_text))
         try:
             undo_run = review.request_undo_run(run, request.user)
         except review.ReviewError as exc:
             return HttpResponseBadRequest(str(exc))
+        # The client posts with swap "none", so the message must travel out of band.
         response = render(request, "curation/_flash.html", {
             "message": f"Background run #{undo_run.pk} is undoing bulk run #{run.pk}.", "level": "info",
-            "run": undo_run,
+            "run": undo_run, "oob": True,
         })
         return _reviewed(response, run=undo_run, undone=True)
     try:
@@ -212,10 +238,17 @@ def review_undo(request):
         return HttpResponseBadRequest("reviews: expected comma-separated review ids")
     if not review_ids:
         return HttpResponseBadRequest("reviews: nothing to undo")
-    reviews = review.undo(review_ids, request.user)
+    reviews, skipped = review.undo(review_ids, request.user)
     ids = sorted({r.image_id for r in reviews})
-    message = f"Undone: {len(reviews)} image{'s' if len(reviews) != 1 else ''} restored." if reviews \
-        else "Nothing to undo: those images had already changed back."
+    if reviews:
+        message = f"Undone: {len(reviews)} image{'s' if len(reviews) != 1 else ''} restored."
+    elif not skipped:
+        message = "Nothing to undo: those images had already changed back."
+    else:
+        message = "Nothing undone."
+    if skipped:
+        message += (f" {skipped} image{'s were' if skipped != 1 else ' was'} decided again since"
+                    " and kept that later decision.")
     response = _oob_cards(request, ids, qs, message)
     return _reviewed(response, reviews, undone=True)
 

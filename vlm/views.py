@@ -11,7 +11,9 @@ AUDIT_PAGE = 50
 
 
 def _int(value):
-    return int(value) if value and str(value).isdigit() else None
+    """A whole number from the querystring, or None; "²" passes str.isdigit() but not int()."""
+    value = str(value or "")
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def all_models():

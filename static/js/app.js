@@ -47,11 +47,29 @@
   function saveStack(stack) {
     sessionStorage.setItem(UNDO_KEY, JSON.stringify(stack.slice(-UNDO_MAX)));
   }
-  document.addEventListener("reviewed", function (e) {
+  // Large actions send their ids in the response body, not the HX-Trigger header (proxies limit
+  // header size); htmx fires header events after htmx:beforeOnLoad, so the response is at hand.
+  var lastResponse = "";
+  document.addEventListener("htmx:beforeOnLoad", function (e) {
+    lastResponse = (e.detail && e.detail.xhr && e.detail.xhr.responseText) || "";
+  });
+  function idsFromBody(name) {
+    var doc = new DOMParser().parseFromString(lastResponse, "text/html");
+    var el = doc.querySelector('.undo-ids[data-event="' + name + '"]');
+    function ints(text) { return text ? text.split(",").map(Number) : []; }
+    return el ? { reviews: ints(el.dataset.reviews), images: ints(el.dataset.images) } : { reviews: [], images: [] };
+  }
+  function eventIds(e, name) {
     var d = e.detail || {};
-    if (!(d.reviews && d.reviews.length) && !d.run) return;
+    var ids = d.in_body ? idsFromBody(name) : { reviews: d.reviews || [], images: d.images || [] };
+    ids.run = d.run || null;
+    return ids;
+  }
+  document.addEventListener("reviewed", function (e) {
+    var d = eventIds(e, "reviewed");
+    if (!d.reviews.length && !d.run) return;
     var stack = loadStack();
-    stack.push({ reviews: d.reviews || [], images: d.images || [], run: d.run || null });
+    stack.push({ reviews: d.reviews, images: d.images, run: d.run });
     saveStack(stack);
   });
 
@@ -240,6 +258,11 @@
   function typing(target) {
     return target && (target.isContentEditable || /^(INPUT|SELECT|TEXTAREA)$/.test(target.tagName));
   }
+  // Enter and Space belong to a focused link or button (activate it), not to the gallery.
+  function activates(e) {
+    return (e.key === "Enter" || e.key === " ") && e.target && e.target.closest &&
+      e.target.closest("a, button, summary, [role=button]");
+  }
 
   function galleryKey(e) {
     var key = e.key;
@@ -294,7 +317,7 @@
   }
 
   document.addEventListener("keydown", function (e) {
-    if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
+    if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target) || activates(e)) return;
     var dialog = document.getElementById("keymap");
     if (dialog && dialog.open) return; // the dialog closes itself on Escape
     if (e.key === "?") {

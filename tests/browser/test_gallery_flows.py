@@ -214,3 +214,38 @@ def test_infinite_scroll_loads_the_next_pages(logged_in_page, monkeypatch):
     expect(page.locator(".end")).to_have_text("End of results.")
     shown = page.eval_on_selector_all("#grid .card", "cards => cards.map(c => Number(c.dataset.id))")
     assert shown == sorted((m.pk for m in made), reverse=True)
+
+
+def test_large_selection_sends_ids_in_the_body_and_undo_still_works(logged_in_page, images, monkeypatch):
+    from curation import views
+
+    monkeypatch.setattr(views, "HEADER_IDS_MAX", 2)  # the live server runs in this process
+    page = open_gallery(logged_in_page)
+    chosen = images[1:5]
+    card(page, chosen[0]).locator(".card-body").click()
+    card(page, chosen[-1]).locator(".card-body").click(modifiers=["Shift"])
+    expect(page.locator("#selection-count")).to_have_text("4")
+    with page.expect_response(lambda r: r.url.endswith("/review/")) as info:
+        page.keyboard.press("r")
+    assert "in_body" in info.value.headers["hx-trigger"]
+    expect(page.locator("#flash")).to_contain_text("4 of 4 selected images changed")
+    assert {final(img) for img in chosen} == {"reject"}
+    page.keyboard.press("u")
+    expect(page.locator("#flash")).to_contain_text("Undone: 4 images restored")
+    assert [Image.objects.get(pk=img.pk).human_decision for img in chosen] == [None] * 4
+    assert page.js_errors == []
+
+
+def test_enter_and_space_on_a_focused_button_press_the_button(logged_in_page, images):
+    page = open_gallery(logged_in_page)
+    expect(card(page, images[0])).to_have_class(re.compile("is-focused"))
+    keys = page.locator("[data-keymap-open]")
+    for key in ("Enter", " "):
+        keys.focus()
+        page.keyboard.press(key)
+        expect(page.locator("#keymap")).to_be_visible()  # the button did its job
+        page.keyboard.press("Escape")
+        expect(page.locator("#keymap")).to_be_hidden()
+    expect(page).to_have_url(re.compile(r"/$"))  # Enter did not open the focused card
+    expect(page.locator("#grid .card.is-selected")).to_have_count(0)  # Space did not select it
+    assert page.js_errors == []

@@ -110,3 +110,6 @@ def test_audit_ignores_malformed_filter_values(client, reviewer, verdicts):
     response = client.get("/vlm/audit/", {"pv": "abc", "after": "x", "decision": "maybe"})
     assert response.status_code == 200
     assert len(shown(response)) == 4
+    response = client.get("/vlm/audit/", {"pv": "²", "after": "³"})  # isdigit() but not int()
+    assert response.status_code == 200
+    assert len(shown(response)) == 4

@@ -105,6 +105,8 @@ def test_admin_link_for_staff(client, user):
     ("tag=kitchen&tag=cluttered&pv={pv1}", "a"),
     ("tag=cluttered&pv={pv2}", ""),
     ("tag=showroom", "c"),
+    ("tag=Kitchen&tag=CLUTTERED", "a"),  # tags are stored lower-case; the filter is case-blind
+    ("seed=²", ""),  # a superscript digit is not an id: it is matched as a seed file name
     ("dups=1", "dc"),
     ("dups=0", "eba"),
     ("group={c}", "dc"),
@@ -124,7 +126,7 @@ def test_filters(scene, querystring, expected):
 
 @pytest.mark.parametrize("querystring, field", [
     ("final=maybe", "final"), ("vlm_min=high", "vlm_min"), ("vlm_min=nan", "vlm_min"), ("run=x", "run"),
-    ("provider=google", "provider"), ("verdict=keep", "verdict"), ("dups=2", "dups"), ("sort=random", "sort"),
+    ("provider=google", "provider"), ("verdict=keep", "verdict"), ("verdict=²:keep", "verdict"), ("dups=2", "dups"), ("sort=random", "sort"),
     ("after=zz", "after"),
 ])
 def test_bad_filter_values_name_the_field(client_in, querystring, field):
@@ -208,6 +210,24 @@ def test_htmx_filter_swaps_results_block(client_in, scene):
     assert html.lstrip().startswith('<div id="results"')
     assert 'id="filter-form"' not in html and f'id="card-{scene["a"].pk}"' in html
     assert 'value="final=keep"' in html  # the current filter rides along with review requests
+
+
+def test_htmx_filter_change_keeps_the_filter_chips(client_in, scene):
+    response = client_in.get("/?final=keep&tag=kitchen", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="results")
+    html = response.content.decode()
+    assert '<span class="chip">final: keep</span>' in html and '<span class="chip">tag: kitchen</span>' in html
+
+
+def test_filter_form_keeps_an_old_run_and_every_tag(client_in, scene):
+    old = scene["run"]
+    for n in range(100):  # push the filtered run out of the newest 100
+        Run.objects.create(kind=Run.Kind.IMPORT, label=f"import {n}")
+    html = client_in.get(f"/?run={old.pk}&tag=kitchen&tag=cluttered").content.decode()
+    assert f'<option value="{old.pk}" selected>#{old.pk} crawl: kitchens</option>' in html
+    assert '<input type="text" name="tag" value="cluttered"' in html
+    assert '<input type="hidden" name="tag" value="kitchen">' in html
+    assert 'type="hidden" name="tag" value="cluttered"' not in html  # not sent twice
+    assert client_in.get("/?run=999999").status_code == 200  # an unknown run is not added
 
 
 def test_count_is_exact_when_small(client_in, scene):

@@ -53,11 +53,12 @@ def test_undo_restores_where_each_image_stood_and_is_recorded(user):
     b = make_image(2, human_decision="keep")
     first = review.set_decision([a.pk, b.pk], "reject", user)
     second = review.set_decision([a.pk], "keep", user)
-    undone = review.undo([r.pk for r in second], user)
+    undone, skipped = review.undo([r.pk for r in second], user)
+    assert skipped == 0
     assert [(r.image_id, r.old, r.new) for r in undone] == [(a.pk, "keep", "reject")]
     assert undone[0].note == f"undo of review #{second[0].pk}"
     assert fresh(a).human_decision == "reject"
-    undone = review.undo([r.pk for r in first], user)
+    undone, skipped = review.undo([r.pk for r in first], user)
     assert {(r.image_id, r.new) for r in undone} == {(a.pk, None), (b.pk, "keep")}
     assert (fresh(a).human_decision, a.final_decision) == (None, "keep")
     assert (fresh(b).human_decision, b.final_decision) == ("keep", "keep")
@@ -68,8 +69,23 @@ def test_undo_ignores_other_peoples_reviews(user):
     other = User.objects.create_user("olga")
     a = make_image(1)
     theirs = review.set_decision([a.pk], "keep", other)
-    assert review.undo([r.pk for r in theirs], user) == []
+    assert review.undo([r.pk for r in theirs], user) == ([], 0)
     assert fresh(a).human_decision == "keep"
+
+
+def test_undo_leaves_images_decided_again_since_alone(user):
+    other = User.objects.create_user("olga")
+    a = make_image(1, auto_decision="keep")
+    b = make_image(2, auto_decision="keep")
+    c = make_image(3, auto_decision="keep")
+    action = review.set_decision([a.pk, b.pk, c.pk], "reject", user)
+    review.set_decision([a.pk], "keep", other)  # someone decided a again after the action
+    review.set_decision([b.pk], "clear", user)  # and b was cleared by the user themself
+    undone, skipped = review.undo([r.pk for r in action], user)
+    assert [(r.image_id, r.old, r.new) for r in undone] == [(c.pk, "reject", None)]
+    assert skipped == 1  # a; b is already where the undo would put it
+    assert (fresh(a).human_decision, a.final_decision) == ("keep", "keep")
+    assert fresh(b).human_decision is None and fresh(c).human_decision is None
 
 
 def test_decide_matching_stage_visits_each_match_once(user, monkeypatch):
@@ -96,7 +112,7 @@ def test_decide_one_card_swaps_the_card_and_reports_the_review(client_in, user):
     assert f'href="/images/{a.pk}/?final=keep"' in html
     row = Review.objects.get()
     assert (row.image_id, row.user_id, row.old, row.new) == (a.pk, user.pk, None, "reject")
-    assert trigger(response) == {"reviews": [row.pk], "images": [a.pk], "run": None}
+    assert trigger(response) == {"count": 1, "reviews": [row.pk], "images": [a.pk], "run": None}
 
 
 def test_decide_from_detail_returns_decision_panel_and_history(client_in):
@@ -198,6 +214,81 @@ def test_bulk_large_set_runs_in_the_background_and_can_be_undone(client_in, user
     assert fresh(already).human_decision == "reject"
     # An undo run is not itself a bulk decision run to undo.
     assert client_in.post("/review/undo/", {"run": undo_run.pk}).status_code == 400
+
+
+def test_undo_view_says_how_many_images_it_left_alone(client_in, user):
+    a, b = make_image(1, auto_decision="keep"), make_image(2, auto_decision="keep")
+    response = client_in.post("/review/", {"ids": f"{a.pk},{b.pk}", "decision": "reject"}, HTTP_HX_REQUEST="true")
+    token = trigger(response)
+    review.set_decision([a.pk], "keep", User.objects.create_user("olga"))
+    response = client_in.post("/review/undo/", {"reviews": ",".join(map(str, token["reviews"]))},
+                              HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert "Undone: 1 image restored. 1 image was decided again since and kept that later decision." in html
+    assert fresh(a).human_decision == "keep" and fresh(b).human_decision is None
+
+
+def bulk_run(user, status=Run.Status.DONE):
+    return Run.objects.create(kind=Run.Kind.REVIEW, status=status, created_by=user,
+                              params={"querystring": "", "decision": "reject", "user_id": user.pk})
+
+
+def test_bulk_run_undo_of_a_run_still_going_or_someone_elses_is_refused(client_in, user):
+    for status in (Run.Status.QUEUED, Run.Status.RUNNING):
+        response = client_in.post("/review/undo/", {"run": bulk_run(user, status).pk}, HTTP_HX_REQUEST="true")
+        assert response.status_code == 400 and f"still {status}" in response.content.decode()
+    theirs = bulk_run(User.objects.create_user("olga", is_staff=True))
+    response = client_in.post("/review/undo/", {"run": theirs.pk}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400 and "started by someone else" in response.content.decode()
+    assert Run.objects.filter(kind=Run.Kind.REVIEW, params__action="undo").count() == 0
+
+
+def test_bulk_run_undo_of_a_finished_run_reports_out_of_band(client_in, user, redis_conn,
+                                                             django_capture_on_commit_callbacks):
+    for status in (Run.Status.DONE, Run.Status.FAILED, Run.Status.CANCELLED):
+        run = bulk_run(user, status)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client_in.post("/review/undo/", {"run": run.pk}, HTTP_HX_REQUEST="true")
+        html = response.content.decode()
+        assert response.status_code == 200, html
+        # The client posts with swap "none": only an out-of-band flash is shown.
+        assert 'id="flash" aria-live="polite" hx-swap-oob="true"' in html
+        assert f"undoing bulk run #{run.pk}" in html
+
+
+def test_bulk_run_undo_with_a_bad_run_id_is_a_400(client_in):
+    for bad in ("abc", "²", "-1"):
+        response = client_in.post("/review/undo/", {"run": bad}, HTTP_HX_REQUEST="true")
+        assert response.status_code == 400 and "run: expected a run id" in response.content.decode()
+
+
+def test_bulk_run_undo_leaves_images_decided_since_alone(user):
+    run = bulk_run(user)
+    a, b = make_image(1, auto_decision="keep"), make_image(2, auto_decision="keep")
+    review.set_decision([a.pk, b.pk], "reject", user, note=review.bulk_note(run.pk))
+    review.set_decision([a.pk], "keep", User.objects.create_user("olga"))
+    tracker = Tracker()
+    review.undo_run_reviews(tracker, run.pk, user)
+    assert tracker.counts == {"processed": 2, "changed": 1, "decided_since": 1}
+    assert fresh(a).human_decision == "keep" and fresh(b).human_decision is None
+
+
+def test_large_selection_sends_ids_in_the_body_not_the_header(client_in, monkeypatch):
+    from curation import views
+
+    monkeypatch.setattr(views, "HEADER_IDS_MAX", 2)
+    made = [make_image(i) for i in range(3)]
+    ids = [m.pk for m in made]
+    response = client_in.post("/review/", {"ids": ",".join(map(str, ids)), "decision": "reject"},
+                              HTTP_HX_REQUEST="true")
+    detail = trigger(response)
+    assert detail == {"count": 3, "run": None, "in_body": True}
+    html = response.content.decode()
+    reviews = sorted(Review.objects.values_list("pk", flat=True))
+    assert (f'class="undo-ids" data-event="reviewed" data-reviews="{",".join(map(str, reviews))}" '
+            f'data-images="{",".join(map(str, sorted(ids)))}"') in html
+    small = client_in.post("/review/", {"ids": str(ids[0]), "decision": "keep"}, HTTP_HX_REQUEST="true")
+    assert "undo-ids" not in small.content.decode() and trigger(small)["images"] == [ids[0]]
 
 
 # --- CSRF and access ---------------------------------------------------------------------------------

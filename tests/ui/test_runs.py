@@ -3,7 +3,7 @@ from datetime import timedelta
 
 import django_rq
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
@@ -23,7 +23,9 @@ def reviewer(client):
 
 @pytest.fixture
 def staff(client):
+    """Staff with the permission the admin asks for before launching (curation.add_run)."""
     user = User.objects.create_user("boss", password="pw-12345678", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="curation", codename="add_run"))
     client.force_login(user)
     return user
 
@@ -108,6 +110,16 @@ def test_launch_forms_are_for_staff_only(client, reviewer, tmp_path):
     response = client.post("/runs/launch/import_folder/", {"import_folder-path": str(tmp_path)})
     assert response.status_code == 403
     assert not Run.objects.exists()
+
+
+def test_staff_without_the_add_run_permission_cannot_launch(client, tmp_path):
+    client.force_login(User.objects.create_user("intern", password="pw-12345678", is_staff=True))
+    response = client.post("/runs/launch/import_folder/", {"import_folder-path": str(tmp_path)})
+    assert response.status_code == 403
+    assert not Run.objects.exists()
+    page = client.get("/runs/")
+    assert page.context["launchers"] == [] and page.context["missing_launchers"] == []
+    assert b'id="launch-import_folder"' not in page.content
 
 
 def test_staff_sees_forms_for_stages_whose_jobs_exist(client, staff):
@@ -234,6 +246,12 @@ def test_vlm_launch_needs_a_selection(client, staff):
         "vlm-backend": "ollama-local", "vlm-min_score": "0.6", "vlm-workers": "2", "vlm-timeout": "30"}, follow=True)
     assert "Say what to judge" in response.content.decode()
     assert not Run.objects.exists()
+
+
+def test_list_ignores_a_before_cursor_that_is_not_ascii_digits(client, reviewer):
+    Run.objects.create(kind="clip")
+    response = client.get("/runs/", {"before": "²"})
+    assert response.status_code == 200 and len(response.context["rows"]) == 1
 
 
 def test_cancel_returns_to_the_page_it_came_from_but_only_on_this_site(client, staff):
