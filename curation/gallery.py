@@ -38,6 +38,7 @@ FILTER_FIELDS = {
     "vlm_max": "VLM score at most this",
     "pv": "has a VLM verdict under this PromptVersion id",
     "model": "restrict the verdict filters (pv, verdict, tag) to this VLM model name",
+    "backend": "restrict the verdict filters (pv, verdict, tag) to this VLM backend (openai, ollama, ...)",
     "verdict": "PV:DECISION, repeatable: the verdict under prompt version PV is keep, reject or error",
     "tag": "a VLM verdict carries this tag (repeatable: all must match)",
     "dups": "1: has near-duplicates; 0: has none",
@@ -227,6 +228,9 @@ def filter_images(params, *, ordered=True):
     # Verdicts: pv, model and tags describe one verdict; each `verdict=PV:DECISION` is its own.
     model = _one(qd, "model")
     verdict_base = Q(model=model) if model is not None else Q()
+    backend = _one(qd, "backend")
+    if backend is not None:
+        verdict_base &= Q(backend=backend)
     one_verdict = verdict_base
     pv = _int(qd, "pv")
     if pv is not None:
@@ -237,7 +241,7 @@ def filter_images(params, *, ordered=True):
         verdicts = verdicts.annotate(tags_text=Cast("tags", TextField()))
     for tag in tags:
         one_verdict &= _tag_condition(tag.lower())  # tags are stored lower-case
-    if pv is not None or tags or (model is not None and not _values(qd, "verdict")):
+    if pv is not None or tags or ((model is not None or backend is not None) and not _values(qd, "verdict")):
         qs = qs.filter(Exists(verdicts.filter(one_verdict, image=OuterRef("pk"))))
     for spec in _values(qd, "verdict"):
         pv_text, _, decision = spec.partition(":")

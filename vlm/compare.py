@@ -1,6 +1,7 @@
 """Comparing two prompt versions: how often they agree, and how each fares against people.
 
-A "side" is one prompt version judged by one model. Verdicts without a decision (errors) are
+A "side" is one prompt version judged by one model through one backend (the same model name
+served by two backends gives two sides, never one side counting an image twice). Verdicts without a decision (errors) are
 left out everywhere: an error is not a vote. Every count is one aggregate query, so the page
 costs the same at ten verdicts or ten million.
 """
@@ -24,15 +25,25 @@ STEPS = 20
 class Side:
     prompt_version: PromptVersion
     model: str
+    backend: str | None = None  # None: any backend (only safe when one backend serves this model)
 
     def verdicts(self):
-        return VlmVerdict.objects.filter(
-            prompt_version=self.prompt_version, model=self.model, decision__isnull=False
-        )
+        qs = VlmVerdict.objects.filter(prompt_version=self.prompt_version, model=self.model, decision__isnull=False)
+        return qs if self.backend is None else qs.filter(backend=self.backend)
+
+    @property
+    def key(self):
+        """How the compare form and its querystring name this side's backend and model."""
+        return side_key(self.backend or "", self.model)
 
     @property
     def label(self):
-        return f"{self.prompt_version.name} · {self.model}"
+        return f"{self.prompt_version.name} · {self.backend + ' / ' if self.backend else ''}{self.model}"
+
+
+def side_key(backend, model):
+    # Backend names never contain ":"; model names may ("llava:13b"), so split at the first one.
+    return f"{backend}:{model}"
 
 
 @dataclass
@@ -89,10 +100,11 @@ def ratio(num, den):
 
 
 def models_for(prompt_version):
-    """Models that judged under this prompt version, most verdicts first."""
+    """(backend, model) pairs that judged under this prompt version, most verdicts first."""
     return list(
         VlmVerdict.objects.filter(prompt_version=prompt_version)
-        .values("model").annotate(n=Count("id")).order_by("-n", "model").values_list("model", flat=True)
+        .values("backend", "model").annotate(n=Count("id")).order_by("-n", "backend", "model")
+        .values_list("backend", "model")
     )
 
 
@@ -209,8 +221,9 @@ def chart(comparison):
 # --- Links into the gallery ---
 #
 # The gallery (curation.gallery) keeps its filters in the querystring: `verdict=PV:DECISION`
-# (repeatable), `model` (restricts every verdict filter to one model) and `human`. When A and B use
-# different models, the gallery cannot tell them apart, so those links leave the model out.
+# (repeatable), `model` and `backend` (restrict every verdict filter to one model / backend) and
+# `human`. When A and B use different models (or backends), the gallery cannot tell them apart, so
+# those links leave the model (or backend) out.
 
 
 def _reverse_or(name, fallback, args=()):
@@ -235,6 +248,9 @@ def cell_url(*side_decisions, human=None):
     """Gallery link for images where each (side, decision) holds, e.g. ((a, "keep"), (b, "reject"))."""
     models = {side.model for side, _ in side_decisions}
     params = [("model", models.pop())] if len(models) == 1 else []
+    backends = {side.backend for side, _ in side_decisions}
+    if len(backends) == 1 and None not in backends:
+        params.append(("backend", backends.pop()))
     params += [("verdict", f"{side.prompt_version.pk}:{decision}") for side, decision in side_decisions]
     if human:
         params.append(("human", human))

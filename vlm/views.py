@@ -25,14 +25,17 @@ def all_models():
     return models
 
 
-def _side(versions, pv_id, model):
+def _side(versions, pv_id, wanted):
+    """The side for `wanted` ("backend:model" from the form, or a bare model name from older links),
+    else the pair with the most verdicts. Returns (side or None, [(key, label)] choices)."""
     pv = versions.get(pv_id)
     if pv is None:
         return None, []
-    models = cmp.models_for(pv)
-    if model not in models:
-        model = models[0] if models else ""
-    return (cmp.Side(pv, model) if model else None), models
+    pairs = cmp.models_for(pv)
+    choices = [(cmp.side_key(backend, model), f"{backend} / {model}") for backend, model in pairs]
+    pick = next((pair for pair in pairs if cmp.side_key(*pair) == wanted), None)
+    pick = pick or next((pair for pair in pairs if pair[1] == wanted), None) or (pairs[0] if pairs else None)
+    return (cmp.Side(pv, pick[1], pick[0]) if pick else None), choices
 
 
 def _cells(comparison):
@@ -82,7 +85,7 @@ def compare_view(request):
             "metric_rows": _metric_rows(comparison),
             "chart": cmp.chart(comparison),
         })
-        context["same_model"] = side_a.model == side_b.model
+        context["same_model"] = (side_a.model, side_a.backend) == (side_b.model, side_b.backend)
     return render(request, "vlm/compare.html", context)
 
 

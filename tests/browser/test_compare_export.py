@@ -50,7 +50,7 @@ def test_compare_two_prompt_versions_and_open_a_cell(logged_in_page, judged):
     page.select_option("#id_a", str(v1.pk))
     page.select_option("#id_b", str(v2.pk))
     page.click("#compare-form button[type=submit]")
-    expect(page).to_have_url(re.compile(rf"a={v1.pk}&model_a=gpt-4.1&b={v2.pk}"))
+    expect(page).to_have_url(re.compile(rf"a={v1.pk}&model_a=openai%3Agpt-4.1&b={v2.pk}"))
     expect(page.locator("#agreement-rate")).to_have_text(re.compile(r"^50"))  # 3 of 6 agree
     expect(page.locator("[data-cell=keep-reject]")).to_have_text("2")
     expect(page.locator("#threshold-chart polyline").first).to_be_attached()

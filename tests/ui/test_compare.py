@@ -119,7 +119,7 @@ def test_compare_page_shows_table_metrics_chart_and_escapes_names(client, data):
     a.save()
     user = User.objects.create_user("rev", password="pw-12345678")
     client.force_login(user)
-    response = client.get("/vlm/compare/", {"a": a.pk, "b": b.pk, "model_a": "m1", "model_b": "m1"})
+    response = client.get("/vlm/compare/", {"a": a.pk, "b": b.pk, "model_a": "openai:m1", "model_b": "m1"})
     assert response.status_code == 200
     html = response.content.decode()
     assert "<script>alert(1)</script>" not in html
@@ -137,7 +137,7 @@ def test_compare_page_defaults_to_newest_two_versions_and_most_used_model(client
     response = client.get("/vlm/compare/")
     assert response.status_code == 200
     assert response.context["side_a"].prompt_version == a and response.context["side_b"].prompt_version == b
-    assert response.context["side_a"].model == "m1"
+    assert (response.context["side_a"].backend, response.context["side_a"].model) == ("openai", "m1")
 
 
 def test_compare_page_without_versions_says_so(client):
@@ -145,3 +145,31 @@ def test_compare_page_without_versions_says_so(client):
     response = client.get("/vlm/compare/")
     assert response.status_code == 200
     assert b"At least two prompt versions" in response.content
+
+
+def test_one_model_name_under_two_backends_is_two_sides(client, data):
+    a, b, images, _ = data
+    # The same model name served by a second backend: its verdicts must not be counted with openai's.
+    for img in images[:3]:
+        VlmVerdict.objects.create(image=img, prompt_version=a, backend="ollama", model="m1", decision="reject")
+    openai_a, ollama_a, side_b = cmp.Side(a, "m1", "openai"), cmp.Side(a, "m1", "ollama"), cmp.Side(b, "m1", "openai")
+    assert cmp.compare(openai_a, side_b).both == 5  # as before the ollama verdicts
+    assert cmp.compare(ollama_a, side_b).table == {"keep": {"keep": 0, "reject": 0}, "reject": {"keep": 2, "reject": 1}}
+    assert cmp.models_for(a)[:2] == [("openai", "m1"), ("ollama", "m1")]
+    url = cmp.cell_url((ollama_a, "reject"), (side_b, "keep"))
+    assert ("backend", "ollama") not in parse_qsl(urlsplit(url).query)  # A and B differ in backend
+    url = cmp.cell_url((ollama_a, "reject"))
+    assert set(filter_images(urlsplit(url).query).values_list("pk", flat=True)) == {i.pk for i in images[:3]}
+
+    client.force_login(User.objects.create_user("rev", password="pw-12345678"))
+    response = client.get("/vlm/compare/", {"a": a.pk, "b": b.pk, "model_a": "ollama:m1", "model_b": "openai:m1"})
+    assert response.status_code == 200
+    assert (response.context["side_a"].backend, response.context["comparison"].both) == ("ollama", 3)
+    html = response.content.decode()
+    assert '<option value="ollama:m1" selected>ollama / m1</option>' in html
+    assert '<option value="openai:m1">openai / m1</option>' in html
+
+
+def test_compare_page_ignores_digits_that_are_not_ascii(client, data):
+    client.force_login(User.objects.create_user("rev", password="pw-12345678"))
+    assert client.get("/vlm/compare/", {"a": "²", "b": "³"}).status_code == 200
