@@ -1,6 +1,5 @@
 """The VLM audit: search by reason and tags, filters, keyset pages, links, escaping."""
 import pytest
-from django.contrib.auth.models import User
 
 from curation.models import Image
 from vlm.models import PromptVersion, VlmVerdict
@@ -12,13 +11,6 @@ pytestmark = pytest.mark.django_db
 def make_image(i):
     return Image.objects.create(sha256=f"{i:064x}", file=f"images/{i}.jpg", thumbnail="", width=640, height=480,
                                 format="jpeg", byte_size=1000, dhash=i)
-
-
-@pytest.fixture
-def reviewer(client):
-    user = User.objects.create_user("rev", password="pw-12345678")
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import zipfile
 
 import django_rq
 import pytest
-from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
@@ -133,13 +132,6 @@ def test_export_curated_command(images, tmp_path, capsys):
         call_command("export_curated", "--filter", "final=perhaps", "--out", str(tmp_path / "x.zip"))
     with pytest.raises(CommandError, match="already exists"):
         call_command("export_curated", "--out", str(out))
-
-
-@pytest.fixture
-def reviewer(client):
-    user = User.objects.create_user("rev", password="pw-12345678")
-    client.force_login(user)
-    return user
 
 
 def work_export_queue():

@@ -15,13 +15,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def reviewer(client):
-    user = User.objects.create_user("rev", password="pw-12345678")
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
 def staff(client):
     """Staff with the permission the admin asks for before launching (curation.add_run)."""
     user = User.objects.create_user("boss", password="pw-12345678", is_staff=True)
