@@ -8,7 +8,7 @@ SCENEIMG_DEVICE = env_str("SCENEIMG_DEVICE", "auto")
 SCENEIMG_NEARDUP_THRESHOLD = env_int("SCENEIMG_NEARDUP_THRESHOLD", 4)
 SCENEIMG_EXPORT_DIR = env_str("SCENEIMG_EXPORT_DIR", "")
 
-# --- Scoring models (issue 4) ---
+# --- Scoring models: where the CLIP and detector weights come from, and how they run ---
 # Where fetch_models puts weights and scoring reads them: "" = the usual caches (HF_HOME, TORCH_HOME);
 # a folder = <folder>/hf and <folder>/torch. Scoring never downloads: run `manage.py fetch_models`.
 SCENEIMG_MODEL_DIR = env_str("SCENEIMG_MODEL_DIR", "")
