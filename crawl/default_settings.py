@@ -1,16 +1,27 @@
-"""Crawl and ingest settings, read from the environment."""
+"""Crawl and ingest settings, read from the environment.
+
+Each `#:` comment is the setting's meaning in docs/configuration.md (scripts/config_docs.py reads it).
+"""
 from sceneimg_site.env import env_float, env_int, env_list, env_str
 
 # Fetcher
+#: seconds to wait for a connection
 SCENEIMG_FETCH_CONNECT_TIMEOUT = env_float("SCENEIMG_FETCH_CONNECT_TIMEOUT", 5.0)
+#: seconds to wait for each read of the response
 SCENEIMG_FETCH_READ_TIMEOUT = env_float("SCENEIMG_FETCH_READ_TIMEOUT", 20.0)
+#: retries after the first attempt on connection errors, cut-short bodies, 429 and 5xx
 SCENEIMG_FETCH_RETRIES = env_int("SCENEIMG_FETCH_RETRIES", 3)
+#: first backoff in seconds; doubles each retry, with jitter
 SCENEIMG_FETCH_BACKOFF = env_float("SCENEIMG_FETCH_BACKOFF", 0.5)
+#: size cap in bytes, enforced while streaming
 SCENEIMG_FETCH_MAX_BYTES = env_int("SCENEIMG_FETCH_MAX_BYTES", 30 * 1024 * 1024)
+#: requests at once per host
 SCENEIMG_FETCH_PER_HOST = env_int("SCENEIMG_FETCH_PER_HOST", 4)
+#: redirects followed; the SSRF guard checks each hop
 SCENEIMG_FETCH_MAX_REDIRECTS = env_int("SCENEIMG_FETCH_MAX_REDIRECTS", 5)
-# Hosts or CIDRs exempt from the SSRF guard: for tests and local fakes only.
+#: hosts or CIDRs exempt from the SSRF guard: for tests and local fakes only
 SCENEIMG_FETCH_ALLOW_PRIVATE = env_list("SCENEIMG_FETCH_ALLOW_PRIVATE", "")
+#: User-Agent sent with every request
 SCENEIMG_USER_AGENT = env_str(
     "SCENEIMG_USER_AGENT",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -18,20 +29,30 @@ SCENEIMG_USER_AGENT = env_str(
 )
 
 # Ingest filters (per-run parameters override these)
+#: narrower images are stored as `invalid`
 SCENEIMG_MIN_WIDTH = env_int("SCENEIMG_MIN_WIDTH", 256)
+#: lower images are stored as `invalid`
 SCENEIMG_MIN_HEIGHT = env_int("SCENEIMG_MIN_HEIGHT", 256)
+#: largest ratio of the longer side to the shorter one
 SCENEIMG_MAX_ASPECT = env_float("SCENEIMG_MAX_ASPECT", 3.0)
+#: larger declared sizes are refused before decoding
 SCENEIMG_MAX_PIXELS = env_int("SCENEIMG_MAX_PIXELS", 64_000_000)
+#: longest side of a thumbnail, pixels
 SCENEIMG_THUMB_SIZE = env_int("SCENEIMG_THUMB_SIZE", 320)
+#: quality of re-encoded JPEGs
 SCENEIMG_JPEG_QUALITY = env_int("SCENEIMG_JPEG_QUALITY", 92)
 
 # Baidu (outside URLs are settings so tests point them at loopback fakes)
+#: the keyword-search host
 SCENEIMG_BAIDU_IMAGE_URL = env_str("SCENEIMG_BAIDU_IMAGE_URL", "https://image.baidu.com")
+#: the reverse-image host
 SCENEIMG_BAIDU_GRAPH_URL = env_str("SCENEIMG_BAIDU_GRAPH_URL", "https://graph.baidu.com")
+#: least seconds between two requests to Baidu's API or pages (image downloads are not paced)
 SCENEIMG_BAIDU_PACING = env_float("SCENEIMG_BAIDU_PACING", 1.0)
-# After an anti-spider answer (antiFlag body or captcha redirect): retries, and the first back-off in
-# seconds (doubling each time; default 10 x the pacing).
+#: retries after an antiFlag body, a captcha redirect or a 403/429 before a query is given up
 SCENEIMG_BAIDU_REFUSAL_RETRIES = env_int("SCENEIMG_BAIDU_REFUSAL_RETRIES", 3)
+#: seconds before the first retry after a refusal; doubles each time
 SCENEIMG_BAIDU_REFUSAL_BACKOFF = env_float("SCENEIMG_BAIDU_REFUSAL_BACKOFF", SCENEIMG_BAIDU_PACING * 10)
-# A real Acs-Token from a browser session, when Baidu starts checking it.
+# Baidu checks only that the header is there, so a token-shaped placeholder is sent without this.
+#: a real `Acs-Token` from a browser session, for reverse-image uploads
 SCENEIMG_BAIDU_ACS_TOKEN = env_str("SCENEIMG_BAIDU_ACS_TOKEN", "")

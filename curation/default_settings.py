@@ -1,28 +1,38 @@
-"""Scoring and curation settings, read from the environment."""
+"""Scoring and curation settings, read from the environment.
+
+Each `#:` comment is the setting's meaning in docs/configuration.md (scripts/config_docs.py reads it).
+"""
 from sceneimg_site.env import env_int, env_str
 
+#: open_clip architecture
 SCENEIMG_CLIP_MODEL = env_str("SCENEIMG_CLIP_MODEL", "ViT-B-32")
-# A pretrained tag (Hugging Face cache), a local checkpoint path, or "none" for random weights.
+#: a pretrained tag (Hugging Face cache; `openai` builds the QuickGELU variant), a local checkpoint path,
+#: or `none`: seeded random weights, whose scores are marked uncalibrated
 SCENEIMG_CLIP_PRETRAINED = env_str("SCENEIMG_CLIP_PRETRAINED", "laion2b_s34b_b79k")
+#: `auto` (CUDA when present, else the CPU), `cpu`, `cuda` or `cuda:N`
 SCENEIMG_DEVICE = env_str("SCENEIMG_DEVICE", "auto")
+#: images whose 64-bit dHashes differ by at most this many bits share a near-duplicate group
 SCENEIMG_NEARDUP_THRESHOLD = env_int("SCENEIMG_NEARDUP_THRESHOLD", 4)
+#: where web-launched exports are written; empty means `<SCENEIMG_VAR_DIR>/exports`
 SCENEIMG_EXPORT_DIR = env_str("SCENEIMG_EXPORT_DIR", "")
 
 # --- Scoring models: where the CLIP and detector weights come from, and how they run ---
-# Where fetch_models puts weights and scoring reads them: "" = the usual caches (HF_HOME, TORCH_HOME);
-# a folder = <folder>/hf and <folder>/torch. Scoring never downloads: run `manage.py fetch_models`.
+# Scoring never downloads: run `manage.py fetch_models`.
+#: where fetch_models puts weights and scoring reads them (`<dir>/hf`, `<dir>/torch`); empty means the
+#: usual caches (HF_HOME, TORCH_HOME)
 SCENEIMG_MODEL_DIR = env_str("SCENEIMG_MODEL_DIR", "")
-# Versioned prompt set in curation/clip_prompts/<version>.json; part of the scorer key.
+#: CLIP prompt set `curation/clip_prompts/<version>.json`, part of the scorer key; add a version, never edit one
 SCENEIMG_CLIP_PROMPTS = env_str("SCENEIMG_CLIP_PROMPTS", "v1")
-# Faster R-CNN R50-FPN weights: "coco_v1", a local .pth path, or "none" (random init, uncalibrated).
-# "" follows SCENEIMG_CLIP_PRETRAINED: "none" there means "none" here, else "coco_v1".
+#: Faster R-CNN R50-FPN weights: `coco_v1`, a local .pth path, or `none` (random, uncalibrated); empty
+#: follows SCENEIMG_CLIP_PRETRAINED (`none` there means `none` here, else `coco_v1`)
 SCENEIMG_DETECTOR_WEIGHTS = env_str("SCENEIMG_DETECTOR_WEIGHTS", "")
+#: the detector's input short side, pixels
 SCENEIMG_DETECTOR_MIN_SIZE = env_int("SCENEIMG_DETECTOR_MIN_SIZE", 800)
-# Images per inference batch; 0 = 256 on CUDA, 32 on the CPU.
+#: images per inference batch; 0 means 256 on CUDA, 32 on the CPU
 SCENEIMG_CLIP_BATCH_SIZE = env_int("SCENEIMG_CLIP_BATCH_SIZE", 0)
-# Images per RQ job when filter_clip --enqueue splits the work.
+#: images per RQ job when `filter_clip --enqueue` splits the work
 SCENEIMG_CLIP_JOB_SIZE = env_int("SCENEIMG_CLIP_JOB_SIZE", 2048)
-# Torch intra-op threads on the CPU; 0 = one per core.
+#: torch intra-op threads on the CPU; 0 means one per core
 SCENEIMG_TORCH_THREADS = env_int("SCENEIMG_TORCH_THREADS", 0)
-# Above this many matching images, "apply to everything matching" becomes a background run.
+#: above this many matching images, "keep/reject all matching" becomes a background run
 SCENEIMG_REVIEW_SYNC_LIMIT = env_int("SCENEIMG_REVIEW_SYNC_LIMIT", 500)
