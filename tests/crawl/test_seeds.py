@@ -43,7 +43,8 @@ def test_dry_run_changes_nothing(layout, capsys):
 
 def test_copies_rejected_files_kept_exported_copies_removed(layout, capsys):
     seed_dir, out, copy, near, other, own = layout
-    copy.human_decision = None
+    # Undecided before the command, so the rejection below is the command's doing.
+    assert (copy.auto_decision, copy.final_decision) == (None, None)
     call_command("remove_seed_duplicates", "--seed-dir", str(seed_dir), "--output-dir", str(out.parent))
     copy.refresh_from_db()
     assert (copy.auto_decision, copy.final_decision, copy.auto_reason) == ("reject", "reject", "copy of seed seed-a.jpg")

@@ -1,4 +1,6 @@
 """Every switch of both fakes, driven through the official clients by our backends."""
+import json
+
 import pytest
 
 from tests.conftest import encode, photo_like
@@ -33,7 +35,10 @@ def test_valid_reply_becomes_the_fakes_verdict_with_tokens(kind, jpeg):
     fake, reply = call(kind, "valid", jpeg)
     assert normalise(reply.text).as_dict() == verdict_for(jpeg)
     assert reply.input_tokens > 500 and reply.output_tokens > 0
-    assert "decision" in reply.raw and "Lived-in" in reply.raw or "Tidy" in reply.raw  # the raw body is kept
+    # The raw body is kept whole: the response object with the model's text inside it, JSON-escaped.
+    body = json.loads(reply.raw)
+    assert body["model"] == "test-model"
+    assert json.dumps(reply.text)[1:-1] in reply.raw
     assert fake.requests[0]["image_size"] == [512, 384]
 
 
