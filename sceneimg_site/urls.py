@@ -8,6 +8,5 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("django-rq/", include("django_rq.urls")),
     path("vlm/", include("vlm.urls")),
-    path("crawl/", include("crawl.urls")),
     path("", include("curation.urls")),
 ]
