@@ -117,12 +117,12 @@ def to_int(value):
 
 
 @dataclass
-class KeywordHit:
-    """One usable result of an acjson page."""
+class Hit:
+    """One usable result, of a keyword (acjson) page or of a reverse-image (pcsimi) page."""
 
-    url: str  # the best original: objURL decoded and unwrapped
-    fallbacks: list = field(default_factory=list)  # replaceUrl originals, then the thumbnail
-    thumb_url: str = ""
+    url: str  # the best original: objURL decoded (and, for keywords, unwrapped from gimg2)
+    fallbacks: list = field(default_factory=list)  # other copies to try in order, Baidu's thumbnail last
+    thumb_url: str = ""  # Baidu's thumbnail, so a stored fallback can be told apart from the original
     page_url: str = ""
     title: str = ""
     width: int = 0
@@ -144,7 +144,7 @@ def _replace_urls(item):
 
 
 def parse_keyword_item(item):
-    """A KeywordHit from one `data[]` element, or None for the trailing `{}` and unusable items."""
+    """A Hit from one `data[]` element, or None for the trailing `{}` and unusable items."""
     if not isinstance(item, dict) or not item:
         return None
     thumb = item.get("middleURL") or item.get("thumbURL") or item.get("hoverURL") or ""
@@ -164,7 +164,7 @@ def parse_keyword_item(item):
     extra = {k: item[k] for k in ("di", "cs", "fromURLHost", "type", "bdImgnewsDate") if item.get(k)}
     if thumb:
         extra["thumb_url"] = thumb
-    return KeywordHit(url=url, fallbacks=fallbacks, thumb_url=thumb, page_url=page, title=title,
+    return Hit(url=url, fallbacks=fallbacks, thumb_url=thumb, page_url=page, title=title,
                       width=to_int(item.get("width")), height=to_int(item.get("height")), extra=extra)
 
 
@@ -315,17 +315,6 @@ def read_cards(cards):
     return out
 
 
-@dataclass
-class SimilarHit:
-    url: str
-    fallbacks: list = field(default_factory=list)
-    page_url: str = ""
-    title: str = ""
-    width: int = 0
-    height: int = 0
-    extra: dict = field(default_factory=dict)
-
-
 def _is_direct_image(url):
     # pcsimi's objUrl usually points at graph.baidu.com/pcpage/similar: an HTML page, not the image.
     return url.startswith(("http://", "https://")) and "/pcpage/" not in url
@@ -345,7 +334,7 @@ def parse_similar_item(item):
     extra = {k: item[k] for k in ("contsign", "index", "page") if k in item}
     if thumb:
         extra["thumb_url"] = thumb
-    return SimilarHit(url=url, fallbacks=fallbacks, page_url=item.get("fromUrl") or "",
+    return Hit(url=url, fallbacks=fallbacks, thumb_url=thumb, page_url=item.get("fromUrl") or "",
                       title=clean_title(item.get("fromPageTitle") or item.get("title") or ""),
                       width=to_int(item.get("width")), height=to_int(item.get("height")), extra=extra)
 

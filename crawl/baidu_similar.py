@@ -19,7 +19,7 @@ from django.core.files.storage import default_storage
 from django.db import close_old_connections
 
 from crawl import ingest
-from crawl.baidu import Pacer, _label_dir, append_run_error, write_output
+from crawl.baidu import Pacer, _label_dir, append_run_error, mark_thumbnail_fallback, write_output
 from crawl.baidu_protocol import (
     NotJson,
     loads_tolerant,
@@ -195,7 +195,7 @@ class Window:
 
 
 def ingest_candidate(hit, sighting, window, *, fetcher, run, filters, tracker, dedup):
-    """Fetch one candidate (original, then thumbnail), check the window, then ingest it."""
+    """Fetch one candidate Hit (original, then thumbnail), check the window, then ingest it."""
     if dedup and known_url(hit.url):
         return ingest_url(hit.url, sighting, fetcher=fetcher, run=run, filters=filters, tracker=tracker)
     sighting.url = hit.url
@@ -256,6 +256,7 @@ def expand_seed(tracker, client, spec, *, limit_per_seed, pool, fetcher, filters
                 )
                 source = ingest_candidate(hit, sighting, window, fetcher=fetcher, run=run, filters=filters,
                                           tracker=tracker, dedup=dedup)
+                mark_thumbnail_fallback(source, hit)
                 if folder is not None and source.outcome == Source.Outcome.STORED:
                     write_output(source, folder, {"seed": name, "label": label, "provider": "baidu_similar",
                                                   "seed_distance": source.extra.get("seed_distance")})
