@@ -20,7 +20,7 @@ QUERY_KEYS = ("query", "keyword", "word")
 SEED_KEYS = ("seed", "seed_name", "seed_path")
 
 
-class ImportError_(Exception):
+class ImportSourceError(Exception):
     """The import as a whole cannot proceed (missing folder, unreadable list)."""
 
 
@@ -84,7 +84,7 @@ def sighting_for_file(path, meta, label):
 def list_images(folder, recursive):
     folder = Path(folder)
     if not folder.is_dir():
-        raise ImportError_(f"{folder} is not a folder")
+        raise ImportSourceError(f"{folder} is not a folder")
     pattern = folder.rglob("*") if recursive else folder.glob("*")
     return sorted(p for p in pattern if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -153,9 +153,9 @@ def read_url_file(path):
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ImportError_(f"URL list {path} does not exist") from None
+        raise ImportSourceError(f"URL list {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ImportError_(f"cannot read URL list {path}: {exc}") from None
+        raise ImportSourceError(f"cannot read URL list {path}: {exc}") from None
 
 
 def import_urls(tracker, entries, *, dry_run=False, label="", workers=8, fetcher=None, filters=None):

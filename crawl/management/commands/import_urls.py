@@ -2,10 +2,10 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from crawl import importers, jobs
-from crawl.ingest import Filters, add_filter_arguments, filter_params
+from crawl import importers, jobs, launch
+from crawl.ingest import add_filter_arguments, filter_params
+from curation.models import Run
 from curation.stage_command import StageCommand
-from sceneimg_site import queues
 
 
 class Command(StageCommand):
@@ -23,14 +23,9 @@ class Command(StageCommand):
         file = str(Path(opts["file"]).resolve())
         try:
             entries = importers.parse_url_list(importers.read_url_file(file))
-        except importers.ImportError_ as exc:
+        except importers.ImportSourceError as exc:
             raise CommandError(str(exc)) from None
-        filters = filter_params(opts)
-        params = {"file": file, "label": opts["label"], "workers": opts["workers"], **filters}
-        self.run_stage(
-            "import",
-            lambda t: importers.import_urls(t, entries, dry_run=opts["dry_run"], label=opts["label"],
-                                            workers=opts["workers"], filters=Filters.from_params(filters)),
-            params, job_func=jobs.import_urls_job, queue=queues.CRAWL, label=opts["label"],
-            enqueue=opts["enqueue"], dry_run=opts["dry_run"],
-        )
+        params = launch.import_urls_params(file, label=opts["label"], workers=opts["workers"], **filter_params(opts))
+        self.run_stage(Run.Kind.IMPORT, jobs.import_urls_stage(params, entries=entries, dry_run=opts["dry_run"]),
+                       params, launch=launch.launch_import_urls, label=opts["label"], enqueue=opts["enqueue"],
+                       dry_run=opts["dry_run"])
