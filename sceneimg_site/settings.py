@@ -4,6 +4,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from sceneimg_site import queues
 from sceneimg_site.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -119,15 +120,14 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # --- Queues: one per kind of work, each with its own timeout (seconds) ---
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUE_TIMEOUTS = {
-    "crawl": env_int("SCENEIMG_TIMEOUT_CRAWL", 4 * 3600),
-    "score": env_int("SCENEIMG_TIMEOUT_SCORE", 2 * 3600),
-    "vlm": env_int("SCENEIMG_TIMEOUT_VLM", 4 * 3600),
-    "export": env_int("SCENEIMG_TIMEOUT_EXPORT", 4 * 3600),
-    "default": env_int("SCENEIMG_TIMEOUT_DEFAULT", 1800),
+    queues.CRAWL: env_int("SCENEIMG_TIMEOUT_CRAWL", 4 * 3600),
+    queues.SCORE: env_int("SCENEIMG_TIMEOUT_SCORE", 2 * 3600),
+    queues.VLM: env_int("SCENEIMG_TIMEOUT_VLM", 4 * 3600),
+    queues.EXPORT: env_int("SCENEIMG_TIMEOUT_EXPORT", 4 * 3600),
+    queues.DEFAULT: env_int("SCENEIMG_TIMEOUT_DEFAULT", 1800),
 }
-RQ_QUEUES = {
-    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": timeout} for name, timeout in RQ_QUEUE_TIMEOUTS.items()
-}
+# Indexing by queues.ALL makes a queue added there without a timeout fail at startup, not in a worker.
+RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": RQ_QUEUE_TIMEOUTS[name]} for name in queues.ALL}
 # A running Run whose heartbeat is older than this is taken as dead (worker killed, out of memory).
 SCENEIMG_HEARTBEAT_SECONDS = env_int("SCENEIMG_HEARTBEAT_SECONDS", 10)
 SCENEIMG_STALE_RUN_SECONDS = env_int("SCENEIMG_STALE_RUN_SECONDS", 120)
