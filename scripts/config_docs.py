@@ -114,8 +114,8 @@ def _default(call, source_text):
         node = node.args[1]
     if _reader(node):
         return ""
-    if isinstance(node, ast.Constant):
-        return "" if node.value in ("", None) else str(node.value)
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
     return ast.get_source_segment(source_text, node) or ""
 
 
