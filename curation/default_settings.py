@@ -18,8 +18,8 @@ SCENEIMG_EXPORT_DIR = env_str("SCENEIMG_EXPORT_DIR", "")
 
 # --- Scoring models: where the CLIP and detector weights come from, and how they run ---
 # Scoring never downloads: run `manage.py fetch_models`.
-#: where fetch_models puts weights and scoring reads them (`<dir>/hf`, `<dir>/torch`); empty means the
-#: usual caches (HF_HOME, TORCH_HOME)
+#: where fetch_models puts weights and scoring reads them (`<dir>/hf`, `<dir>/torch`, `<dir>/clip`); empty
+#: means the usual caches (HF_HOME, TORCH_HOME)
 SCENEIMG_MODEL_DIR = env_str("SCENEIMG_MODEL_DIR", "")
 #: CLIP prompt set `curation/clip_prompts/<version>.json`, part of the scorer key; add a version, never edit one
 SCENEIMG_CLIP_PROMPTS = env_str("SCENEIMG_CLIP_PROMPTS", "v1")
