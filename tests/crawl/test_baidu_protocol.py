@@ -131,3 +131,54 @@ def test_pcsimi_items_use_the_thumbnail_when_objurl_is_a_page(fake):
     assert raw == fake.similar_total - 30
     with pytest.raises(bp.NotJson):
         bp.parse_similar_page({"status": 1, "msg": "session expired"})
+
+
+# objURL / fromURL values Baidu really served, with their plain URLs from a source independent of
+# our table. Found by searching public code for strings that start with "ippr_z2C$q".
+REAL_SAMPLES = [
+    # The fromURL of an acjson item (a 2018 mt.sohu.com article) quoted whole in a public write-up
+    # on crawling Baidu images; the plain URL is the same item's replaceUrl[0].FromURL.
+    ("ippr_z2C$qAzdH3FAzdH3F4p_z&e3Bf5i7_z&e3Bv54AzdH3Fk7ftgjffAzdH3F1da8ba8d0AzdH3Fd8lnm8aa9_0cndnd_z&e3Bfip4s",
+     "http://mt.sohu.com/business/d20180127/219361004_753232.shtml"),
+    # The before/after example in the docstring of a public Baidu image downloader's _decode().
+    ("ippr_z2C$qAzdH3FAzdH3Ffl_z&e3Bftgwt42_z&e3BvgAzdH3F4omlaAzdH3Faa8W3ZyEpymRmx3Y1p7bb&mla",
+     "http://s9.sinaimg.cn/mw690/001WjZyEty6R6xjYdtu88&690"),
+    # A public project's test of its own decoder.
+    ("ippr_z2C$qAzdH3FAzdH3Fkwt17_z&e3Bv54", "http://baidu.com"),
+]
+# fromURLs of captured acjson items (quoted in public crawlers' notes) whose full plain URL nobody
+# published, but whose host Baidu sent in the same item's fromURLHost.
+REAL_HOSTS = [
+    ("ippr_z2C$qAzdH3FAzdH3Fu5674_z&e3Bxtpjh_z&e3Bv54AzdH3Fu5674-etjopi6jw1-wvpt5g-r6tgpwksj-pt1-ldamnl_z&e3Bip4s",
+     "forum.xitek.com"),
+    ("ippr_z2C$qAzdH3FAzdH3Fooo_z&e3Bp6trw1etf56_z&e3Bv54AzdH3FL5vwpt5gPi5p5Dt6jvpLtgh-2dlc9d9-18nbldcl-tn9m80nbb"
+     "-R7pi_f_Ci6tf_Spjwh_H57fj_D7kwt-D7kwt_E4t6wpj_5u_D7kwt_z&e3Bip4sn9m80nbb",
+     "www.tripadvisor.com"),
+]
+# The character table as other open-source Baidu crawlers publish it, encrypted -> plain (for one,
+# YouRockMyWorld/Python_Projects, baidu_image_spider/utils.py; icrawler's early BaiduParser has the same).
+PUBLISHED_TABLE = dict(zip("wkv1ju2it3hs4g5rq6fp7eo8dn9cm0bla", "abcdefghijklmnopqrstuvw1234567890", strict=True))
+
+
+@pytest.mark.parametrize(("encoded", "plain"), REAL_SAMPLES)
+def test_real_objurl_samples_decode_to_their_published_urls(encoded, plain):
+    assert bp.is_encrypted_url(encoded)
+    assert bp.decode_url(encoded) == plain
+
+
+@pytest.mark.parametrize(("encoded", "host"), REAL_HOSTS)
+def test_real_fromurl_samples_decode_to_the_host_baidu_named(encoded, host):
+    from urllib.parse import urlsplit
+
+    assert urlsplit(bp.decode_url(encoded)).hostname == host
+
+
+def test_every_character_of_the_table_matches_the_published_one():
+    # Between them the real samples use every table character but "q" (which maps to itself).
+    used = "".join(enc for enc, _ in REAL_SAMPLES + REAL_HOSTS)
+    for token in ("_z2C$q", "_z&e3B", "AzdH3F"):
+        used = used.replace(token, "")
+    used = set(used)
+    assert set(PUBLISHED_TABLE) - used == {"q"}
+    encrypted = "".join(PUBLISHED_TABLE)
+    assert bp.decode_url("ippr" + encrypted) == "http" + "".join(PUBLISHED_TABLE.values())

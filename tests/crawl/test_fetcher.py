@@ -1,4 +1,8 @@
 """The fetcher: SSRF guard at connect time, redirects checked per hop, size caps, bounded retries."""
+import socket
+import threading
+from urllib.parse import quote
+
 import pytest
 
 from crawl.fetcher import Blocked, Fetcher, FetchError, HTTPStatusError, TooLarge
@@ -117,3 +121,106 @@ def test_a_body_cut_short_is_retried_then_a_fetch_error(host, fetcher):
     with pytest.raises(FetchError, match="could not fetch"):
         fetcher.get(host.url("/cut"))
     assert host.hits["/cut"] == 3
+
+
+PUBLIC = "8.8.8.8"  # a public address; the tests below never let a connection reach it
+
+
+@pytest.fixture
+def dual_stack_name(monkeypatch):
+    """`dual.test` resolves to a public and a loopback address, in the order a test sets; every
+    connection attempt is recorded, and one to the public address is refused without touching the network."""
+    real_getaddrinfo, real_socket = socket.getaddrinfo, socket.socket
+    setup = {"order": [PUBLIC, "127.0.0.1"], "connects": []}
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host != "dual.test":
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port)) for ip in setup["order"]]
+
+    class RecordingSocket(real_socket):
+        def connect(self, address):
+            setup["connects"].append(address[0])
+            if address[0] == PUBLIC:
+                raise ConnectionRefusedError("public address refused by the test")
+            return super().connect(address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "socket", RecordingSocket)
+    return setup
+
+
+@pytest.mark.parametrize("order", [[PUBLIC, "127.0.0.1"], ["127.0.0.1", PUBLIC]])
+def test_every_resolved_address_is_checked_not_only_the_first(host, dual_stack_name, order):
+    dual_stack_name["order"] = order
+    port = host.server.server_address[1]
+    with pytest.raises(Blocked, match=r"dual\.test \(127\.0\.0\.1\)"):
+        Fetcher(allow_private=[], retries=0).get(f"http://dual.test:{port}/img/1.jpg")
+    assert dual_stack_name["connects"] == []  # refused before connecting anywhere
+    assert host.hits == {}
+
+
+@pytest.fixture
+def proxy_listener():
+    """A loopback listener standing in for a proxy; it counts the connections it is offered."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.1)
+    seen, stop = [], threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except (TimeoutError, OSError):
+                continue
+            seen.append(conn.recv(200))
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}", seen
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_proxies_from_the_environment_are_ignored(monkeypatch, proxy_listener):
+    proxy_url, seen = proxy_listener
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, proxy_url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with ImageHost("127.0.0.2") as target:
+        assert Fetcher(allow_private=["127.0.0.2"], retries=0).get(target.url("/img/1.jpg")).content == image_bytes(1)
+        assert target.hits == {"/img/1.jpg": 1}
+    assert seen == []
+
+
+def test_at_most_per_host_requests_at_once_across_fetchers(host):
+    # One Fetcher per thread: the cap is per host for the whole process, not per Fetcher.
+    errors = []
+
+    def fetch(n):
+        try:
+            Fetcher(allow_private=["127.0.0.1"], per_host=2, retries=0).get(host.url(f"/slow/{n}.jpg?s=0.3"))
+        except Exception as exc:  # reported below; a thread's exception would be lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(v for k, v in host.hits.items() if k.startswith("/slow/")) == 6
+    assert host.peak == 2
+
+
+@pytest.mark.parametrize("after", ["3600", "Wed, 21 Oct 2099 07:28:00 GMT"])
+def test_retry_after_is_capped_at_a_minute(host, fetcher, monkeypatch, after):
+    slept = []
+    monkeypatch.setattr("crawl.fetcher.time.sleep", slept.append)
+    assert fetcher.get(host.url(f"/retry-after/9.jpg?after={quote(after)}")).content == image_bytes(9)
+    assert slept == [60.0]

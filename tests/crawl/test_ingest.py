@@ -7,9 +7,9 @@ import zlib
 import pytest
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
-from PIL import ImageChops, ImageStat
+from PIL import ImageChops, ImageFile, ImageStat
 
-from crawl.ingest import Filters, Sighting, compute_dhash, ingest_bytes
+from crawl.ingest import Filters, InvalidImage, Sighting, compute_dhash, decode, ingest_bytes
 from crawl.models import Source
 from curation.models import Image
 from tests.images import encode, photo_like
@@ -141,6 +141,54 @@ def test_decompression_bomb_is_refused(settings):
     source = ingest_bytes(data, sighting())
     assert source.outcome == "invalid" and "decompression bomb" in source.reason
     assert Image.objects.count() == 0
+
+
+def huge_png(width, height):
+    """A 1-bit PNG of any dimensions in a few kB (every row is a filter byte and zeros)."""
+    row = b"\0" * (1 + (width + 7) // 8)
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def decoded_sizes(monkeypatch):
+    """The sizes of the images whose pixels were decoded (ImageFile.load) during the test."""
+    sizes = []
+    real_load = ImageFile.ImageFile.load
+
+    def load(self):
+        sizes.append(self.size)
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return sizes
+
+
+@pytest.mark.parametrize("side", [9500, 13000])  # 90 and 169 Mpx
+def test_pillows_warning_range_is_refused_too(settings, side):
+    settings.SCENEIMG_MAX_PIXELS = 10_000_000_000  # our own limit out of the way: only Pillow's applies
+    # Over Pillow's warning limit, under its error limit (twice the warning): Pillow itself only warns here.
+    assert PILImage.MAX_IMAGE_PIXELS < side * side < 2 * PILImage.MAX_IMAGE_PIXELS
+    with pytest.raises(InvalidImage, match="decompression bomb"):
+        decode(huge_png(side, side))
+
+
+def test_just_under_pillows_warning_limit_decodes(settings):
+    settings.SCENEIMG_MAX_PIXELS = 10_000_000_000
+    side = 9000  # 81 Mpx
+    assert side * side < PILImage.MAX_IMAGE_PIXELS
+    assert decode(huge_png(side, side)).size == (side, side)
+
+
+def test_our_pixel_limit_refuses_before_decoding(settings, decoded_sizes):
+    settings.SCENEIMG_MAX_PIXELS = 1_000_000  # far under Pillow's limits: only ours applies
+    with pytest.raises(InvalidImage, match="1001x1000 is over the 1000000-pixel limit"):
+        decode(huge_png(1001, 1000))
+    assert decoded_sizes == []  # refused from the header: no pixel was decoded
+    assert decode(huge_png(1000, 1000)).size == (1000, 1000)
+    assert decoded_sizes == [(1000, 1000)]
 
 
 def test_png_html_polyglot_only_reencoded_pixels_are_stored():

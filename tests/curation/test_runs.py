@@ -86,6 +86,24 @@ def test_job_that_raises_fails_its_run(worker_env, redis_conn):
     assert "does not exist" in run.error
 
 
+def test_a_job_over_its_queue_timeout_fails_its_run(worker_env, redis_conn, settings):
+    from rq.job import Job
+
+    from tests.curation import slow_jobs
+
+    settings.RQ_QUEUES = {**settings.RQ_QUEUES, queues.DEFAULT: {**settings.RQ_QUEUES[queues.DEFAULT],
+                                                                 "DEFAULT_TIMEOUT": 2}}
+    run = runs.launch("dedup", slow_jobs.sleep_job, {"seconds": 60}, queue=queues.DEFAULT)
+    assert Job.fetch(run.job_ids[0], connection=redis_conn).timeout == 2  # the queue's timeout reached the job
+    started = time.monotonic()
+    worker = start_worker(worker_env, queues.DEFAULT)
+    out, _ = worker.communicate(timeout=50)
+    run.refresh_from_db()
+    assert run.status == "failed", out.decode()[-2000:]
+    assert "JobTimeoutException" in run.error and "(2 seconds)" in run.error
+    assert time.monotonic() - started < 45  # stopped at the timeout, not after the stage's full minute
+
+
 def test_killed_worker_leaves_a_run_that_is_detected_and_failed(tmp_path, worker_env, redis_conn, settings):
     with ImageHost() as host:
         listing = tmp_path / "urls.txt"

@@ -9,8 +9,8 @@ Used by the tests and by `make demo`. Routes:
   /redirect?to=URL    302 to URL
   /status/<code>      that status
   /flaky/<key>?fail=N fails with 503 N times for this key, then serves an image
-  /retry-after/<key>  429 with Retry-After: 1 once, then an image
-  /slow/<n>.jpg?s=S   an image after S seconds
+  /retry-after/<key>?after=V  429 with Retry-After: V (default 1) once, then an image
+  /slow/<n>.jpg?s=S   an image after S seconds; `peak` is the most /slow requests it held at once
   /chunked/<n>.jpg    an image with no Content-Length (chunked)
   /endless            an endless chunked body
   /cut                a Content-Length the body never reaches (the connection is closed)
@@ -47,6 +47,7 @@ class ImageHost:
     def __init__(self, host="127.0.0.1", port=0):
         self.hits = {}
         self.lock = threading.Lock()
+        self.active = self.peak = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -82,10 +83,18 @@ class ImageHost:
                     return self._send(200, image_bytes(num))
                 if head == "retry-after":
                     if count == 1:
-                        return self._send(429, b"slow down", extra={"Retry-After": "1"})
+                        return self._send(429, b"slow down", extra={"Retry-After": query.get("after", ["1"])[0]})
                     return self._send(200, image_bytes(num))
                 if head == "slow":
-                    time.sleep(float(query.get("s", ["0.5"])[0]))
+                    with outer.lock:
+                        outer.active += 1
+                        outer.peak = max(outer.peak, outer.active)
+                    try:
+                        time.sleep(float(query.get("s", ["0.5"])[0]))
+                    finally:
+                        # Counted down before replying: a client sees the reply only after this.
+                        with outer.lock:
+                            outer.active -= 1
                     return self._send(200, image_bytes(num))
                 if head == "chunked":
                     return self._chunked([image_bytes(num)])
