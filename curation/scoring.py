@@ -5,37 +5,29 @@ It is a three-stage pipeline so the model never waits:
 
     decode threads  ->  one inference thread  ->  this thread (database writes, CSV, copies)
 
-On the CPU, decoding is Pillow with JPEG draft mode (libjpeg decodes at 1/2, 1/4 or 1/8 scale), so
-it costs a few ms per image beside ~50 ms of ViT-B-32; on CUDA, JPEGs are decoded in batches on the
-GPU (torchvision.io.decode_jpeg with a device) and resized there, other formats fall back to Pillow.
+Decoding (Pillow with JPEG draft mode on the CPU, batched nvJPEG on CUDA) lives in curation.decode.
 Every database query happens on the calling thread, so the stage also works inside a test's
 transaction. Writes are upserts on (image, scorer_key): running it again changes nothing.
 """
 import csv
 import logging
-import math
 import os
 import shutil
-import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
-from PIL import Image as PILImage
 
 from curation.bulk_update import update_rows
 from curation.clip import get_clip_scorer, resolve_device
+from curation.decode import decode_batch_cpu, decode_batch_tensor, read_stored
 from curation.models import Decision, FilterScore, Image
 from curation.neardup import SEED_COPY_PREFIX
 
 log = logging.getLogger(__name__)
-# torchvision 0.29 points to torchcodec for decoding; its batched GPU decode_jpeg is still what we want.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
-                        category=DeprecationWarning)
 
 DETECTOR_DEFAULT_THRESHOLD = 0.5
 
@@ -110,141 +102,6 @@ def key_for_settings(rule):
     return key[:200]
 
 
-# --- decoding -----------------------------------------------------------------------------------
-
-def _read(name):
-    """The file's bytes, or the exception that stopped us (a missing file fails one image, not the run)."""
-    try:
-        with default_storage.open(name, "rb") as fh:
-            return fh.read()
-    except Exception as exc:
-        return exc
-
-
-def _short_side_resize(w, h, size):
-    """open_clip's 'shortest' resize: the short side becomes `size`, the long side keeps the aspect."""
-    if w <= h:
-        return size, max(size, int(size * h / w))
-    return max(size, int(size * w / h)), size
-
-
-def decode_pil(data, size, detector_size=None):
-    """CPU path: (uint8 [3, size, size] numpy, detector float tensor or None)."""
-    import io
-
-    im = PILImage.open(io.BytesIO(data))
-    w, h = im.size
-    want = max(size, detector_size or 0)
-    if im.format == "JPEG":
-        # Ask libjpeg for the smallest scale whose short side still covers what we need.
-        scale = want / min(w, h)
-        im.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
-    im = im.convert("RGB")
-    det = None
-    if detector_size:
-        det = _detector_tensor(im, detector_size)
-    # Resize only the centre crop's source box: the same pixels as resize-then-crop, half the work.
-    nw, nh = _short_side_resize(im.width, im.height, size)
-    sx, sy = im.width / nw, im.height / nh
-    left, top = (nw - size) // 2, (nh - size) // 2
-    box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
-    im = im.resize((size, size), PILImage.BICUBIC, box=box)
-    return np.asarray(im).transpose(2, 0, 1), det
-
-
-def _detector_tensor(im, detector_size):
-    import torch
-
-    if min(im.size) > detector_size:
-        nw, nh = _short_side_resize(im.width, im.height, detector_size)
-        im = im.resize((nw, nh), PILImage.BILINEAR)
-    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float().div_(255.0)
-
-
-def decode_batch_cpu(items, size, detector_size=None):
-    """items: [(id, name, data)] -> (ids, uint8 tensor [B, 3, S, S], detector inputs, failures)."""
-    import torch
-
-    ids, arrays, dets, failures = [], [], [], []
-    for image_id, _name, data in items:
-        if isinstance(data, Exception):
-            failures.append((image_id, f"unreadable: {type(data).__name__}: {data}"))
-            continue
-        try:
-            arr, det = decode_pil(data, size, detector_size)
-        except Exception as exc:  # a damaged file must not sink its batch
-            failures.append((image_id, f"{type(exc).__name__}: {exc}"))
-            continue
-        ids.append(image_id)
-        arrays.append(arr)
-        dets.append(det)
-    batch = torch.from_numpy(np.stack(arrays)) if arrays else None
-    return ids, batch, (dets if detector_size else None), failures
-
-
-def decode_batch_tensor(items, size, device, detector_size=None):
-    """GPU path: JPEGs decoded in one batched torchvision.io.decode_jpeg call on `device`, others with
-    Pillow; every image resized on the device, images of the same shape in one interpolate call."""
-    import torch
-    import torch.nn.functional as F
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    ids, tensors, failures = [], [], []
-    for image_id, _name, data in items:
-        if isinstance(data, Exception):
-            failures.append((image_id, f"unreadable: {type(data).__name__}: {data}"))
-    items = [item for item in items if not isinstance(item[2], Exception)]
-    jpeg_idx = [i for i, (_, _, data) in enumerate(items) if data[:3] == b"\xff\xd8\xff"]
-    decoded = {}
-    if jpeg_idx:
-        raw = [torch.frombuffer(bytearray(items[i][2]), dtype=torch.uint8) for i in jpeg_idx]
-        try:
-            out = decode_jpeg(raw, mode=ImageReadMode.RGB, device=device)
-            decoded.update(zip(jpeg_idx, out, strict=True))
-        except Exception:  # one bad file fails the whole batched call: retry one by one
-            for i, r in zip(jpeg_idx, raw, strict=True):
-                try:
-                    decoded[i] = decode_jpeg(r, mode=ImageReadMode.RGB, device=device)
-                except Exception:
-                    pass  # falls through to Pillow below
-    for i, (image_id, _, data) in enumerate(items):
-        t = decoded.get(i)
-        if t is None:
-            try:
-                import io
-
-                im = PILImage.open(io.BytesIO(data)).convert("RGB")
-                t = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).to(device, non_blocking=True)
-            except Exception as exc:
-                failures.append((image_id, f"{type(exc).__name__}: {exc}"))
-                continue
-        ids.append(image_id)
-        tensors.append(t)
-    if not tensors:
-        return ids, None, None, failures
-    batch = torch.empty((len(tensors), 3, size, size), dtype=torch.float32, device=device)
-    by_shape = {}
-    for j, t in enumerate(tensors):
-        by_shape.setdefault(tuple(t.shape), []).append(j)
-    for (_, h, w), idx in by_shape.items():
-        stack = torch.stack([tensors[j] for j in idx]).float()
-        nw, nh = _short_side_resize(w, h, size)
-        stack = F.interpolate(stack, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
-        top, left = (nh - size) // 2, (nw - size) // 2
-        batch[idx] = stack[:, :, top:top + size, left:left + size].clamp_(0, 255)
-    dets = None
-    if detector_size:
-        dets = []
-        for t in tensors:
-            h, w = t.shape[-2:]
-            x = t.float().div_(255.0)
-            if min(h, w) > detector_size:
-                nw, nh = _short_side_resize(w, h, detector_size)
-                x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", antialias=True)[0]
-            dets.append(x)
-    return ids, batch, dets, failures
-
-
 # --- the stage ----------------------------------------------------------------------------------
 
 @dataclass
@@ -282,67 +139,87 @@ def score_images(tracker, image_ids, *, rule=None, device=None, batch_size=None,
     if set_total:
         tracker.set_total(len(ids))
     run_id = tracker.run.pk if tracker.run is not None else None
-    labels = scorer.prompts.label_names
 
-    writer = _Writer(key, labels, rule, uncalibrated, run_id, counter is not None, log_csv, output_dir, tracker)
-    on_gpu = device.startswith("cuda")
-    detector_size = counter.spec.min_size if counter is not None else None
-    n_decoders = 1 if on_gpu else max(1, min(4, (os.cpu_count() or 2) // 2))
-    io_pool = ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 2) * 2), thread_name_prefix="clip-io")
-    decode_pool = ThreadPoolExecutor(max_workers=n_decoders, thread_name_prefix="clip-decode")
-    infer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clip-infer")
+    writer = _Writer(key, scorer.prompts.label_names, rule, uncalibrated, run_id, counter is not None, log_csv,
+                     output_dir, tracker)
+    pipeline = _Pipeline(scorer, counter, rule.detector_threshold, device)
+    try:
+        pipeline.run([ids[i:i + batch_size] for i in range(0, len(ids), batch_size)], key, writer, tracker)
+    finally:
+        pipeline.close()
+        writer.close()
+    tracker.flush()
+    return {"scorer_key": key, **{k: tracker.counts.get(k, 0) for k in ("kept", "rejected", "error")}}
 
-    def load(batch):
+
+class _Pipeline:
+    """Reading and decoding threads, one inference thread, and the calling thread writing results.
+
+    A few batches are decoded ahead, and the model works on one batch while the calling thread
+    writes the one before, so neither the model nor the database waits on the other.
+    """
+
+    def __init__(self, scorer, counter, detector_threshold, device):
+        self.scorer, self.counter, self.detector_threshold, self.device = scorer, counter, detector_threshold, device
+        self.on_gpu = device.startswith("cuda")
+        self.detector_size = counter.spec.min_size if counter is not None else None
+        self.prefetch = 3 if self.on_gpu else 2
+        cpus = os.cpu_count() or 2
+        # On CUDA the device decodes a whole batch in one call, so one thread is enough; on the CPU
+        # decoders take at most half the cores and leave the rest to torch.
+        decoders = 1 if self.on_gpu else max(1, min(4, cpus // 2))
+        self.io_pool = ThreadPoolExecutor(max_workers=min(16, cpus * 2), thread_name_prefix="clip-io")
+        self.decode_pool = ThreadPoolExecutor(max_workers=decoders, thread_name_prefix="clip-decode")
+        self.infer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clip-infer")
+
+    def close(self):
+        for pool in (self.decode_pool, self.infer_pool, self.io_pool):
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def load(self, batch):
         names = [batch.by_id[i][1] for i in batch.todo]
-        items = list(zip(batch.todo, names, io_pool.map(_read, names), strict=True))
-        if on_gpu:
-            import torch
+        items = list(zip(batch.todo, names, self.io_pool.map(read_stored, names), strict=True))
+        size = self.scorer.image_size
+        if not self.on_gpu:
+            return decode_batch_cpu(items, size, self.detector_size)
+        import torch
 
-            stream = torch.cuda.Stream(device=device)
-            with torch.cuda.stream(stream):
-                out = decode_batch_tensor(items, scorer.image_size, device, detector_size)
-            stream.synchronize()  # the inference thread uses the default stream
-            return out
-        return decode_batch_cpu(items, scorer.image_size, detector_size)
+        stream = torch.cuda.Stream(device=self.device)
+        with torch.cuda.stream(stream):
+            out = decode_batch_tensor(items, size, self.device, self.detector_size)
+        stream.synchronize()  # the inference thread uses the default stream
+        return out
 
-    def infer(decoded):
+    def infer(self, decoded):
         ids_ok, batch, dets, failures = decoded
         if batch is None:
             return ids_ok, None, None, failures
-        sims = scorer.score(batch)
-        counts = counter.count(dets, rule.detector_threshold) if counter is not None else None
+        sims = self.scorer.score(batch)
+        counts = self.counter.count(dets, self.detector_threshold) if self.counter is not None else None
         return ids_ok, sims, counts, failures
 
-    chunks = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
-    prefetch = 3 if on_gpu else 2
-    decoding = deque()
-    next_chunk = 0
-    pending_infer = None
-    try:
+    def run(self, chunks, key, writer, tracker):
+        decoding = deque()
+        next_chunk = 0
+        pending_infer = None
         while next_chunk < len(chunks) or decoding or pending_infer is not None:
-            while next_chunk < len(chunks) and len(decoding) < prefetch:
+            while next_chunk < len(chunks) and len(decoding) < self.prefetch:
                 batch = _prepare(chunks[next_chunk], key)
                 next_chunk += 1
                 writer.reuse(batch)
-                fut = decode_pool.submit(load, batch) if batch.todo else None
+                fut = self.decode_pool.submit(self.load, batch) if batch.todo else None
                 decoding.append((batch, fut))
             current = None
             if decoding:
                 batch, fut = decoding.popleft()
                 if fut is not None:
-                    current = (batch, infer_pool.submit(infer, fut.result()))
+                    current = (batch, self.infer_pool.submit(self.infer, fut.result()))
             # The model works on `current` while this thread writes the previous batch.
             if pending_infer is not None:
                 prev_batch, prev_fut = pending_infer
                 writer.write(prev_batch, *prev_fut.result())
                 tracker.check_cancelled()
             pending_infer = current
-    finally:
-        for pool in (decode_pool, infer_pool, io_pool):
-            pool.shutdown(wait=True, cancel_futures=True)
-        writer.close()
-    tracker.flush()
-    return {"scorer_key": key, **{k: tracker.counts.get(k, 0) for k in ("kept", "rejected", "error")}}
 
 
 def _prepare(chunk, key):
