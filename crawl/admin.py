@@ -1,12 +1,12 @@
 from django.contrib import admin
 
-from crawl.admin_launch import hook
 from crawl.models import Source
 
 
 @admin.register(Source)
-@hook  # launch pages: keyword crawl, reverse-image expansion, URL list, folder
 class SourceAdmin(admin.ModelAdmin):
+    # The change list links to the launch pages, which the Run admin serves for every stage.
+    change_list_template = "admin/crawl/source/change_list.html"
     list_display = ("id", "provider", "outcome", "query", "url", "image", "run", "created_at")
     list_filter = ("provider", "outcome")
     search_fields = ("url", "query", "title")

@@ -20,6 +20,7 @@ from PIL import ImageOps, UnidentifiedImageError
 from crawl.fetcher import FetchError
 from crawl.models import Source
 from curation.models import Image
+from curation.neardup import assign_near_duplicates
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 # Markup that must never reach storage inside an image we keep byte for byte (PNG+HTML polyglots).
@@ -275,11 +276,7 @@ def ingest_bytes(data, sighting, *, run=None, filters=None, tracker=None, extra=
 
 
 def on_image_stored(image):
-    """Hook for what must follow a new image (near-duplicate grouping)."""
-    try:
-        from curation.neardup import assign_near_duplicates
-    except ImportError:
-        return
+    """What must follow a new image: near-duplicate grouping."""
     assign_near_duplicates([image.pk])
 
 

@@ -1,9 +1,14 @@
-"""Parameters shared by the Baidu commands and the admin launch forms, so both start the same run."""
+"""One launch function per crawl stage, called by its command (--enqueue), its web form and its tests.
+
+The `*_params` builders give the Run's parameters from flags or form fields alike, so the same work
+launched either way has the same work key and is never enqueued twice.
+"""
 from django.utils import timezone
 
-from crawl import baidu, baidu_jobs, baidu_similar
-from crawl.ingest import FILTER_KEYS, Filters
+from crawl import jobs
+from crawl.ingest import FILTER_KEYS
 from curation import runs
+from curation.models import Run
 from sceneimg_site import queues
 
 
@@ -12,24 +17,21 @@ def timestamp_label():
     return timezone.localtime().strftime("%Y%m%d-%H%M%S")
 
 
+def _given_filters(filters):
+    return {k: v for k, v in filters.items() if k in FILTER_KEYS and v is not None}
+
+
 def crawl_params(queries, *, limit_per_query=200, per_host=None, batch_size=20, debug=False, output=None,
                  label="", **filters):
     return {"queries": list(queries), "limit_per_query": limit_per_query, "per_host": per_host,
             "batch_size": batch_size, "debug": debug, "output": output, "label": label,
-            **{k: v for k, v in filters.items() if k in FILTER_KEYS and v is not None}}
-
-
-def crawl_stage(params):
-    p = dict(params)
-    filters = {k: p.pop(k) for k in FILTER_KEYS if k in p}
-    return lambda t: baidu.crawl_keywords(t, p.pop("queries"), filters=Filters.from_params(filters, debug=p["debug"]),
-                                          **p)
+            **_given_filters(filters)}
 
 
 def launch_crawl(params, user=None):
     """Enqueue one keyword crawl as one job: queries run one after another from one cookie jar, as a
     browser would; spreading them over workers would only trip Baidu's anti-spider limits sooner."""
-    return runs.launch("crawl", baidu_jobs.crawl_baidu_job, params, queue=queues.CRAWL, label=params["label"],
+    return runs.launch(Run.Kind.CRAWL, jobs.crawl_baidu_job, params, queue=queues.CRAWL, label=params["label"],
                        user=user)
 
 
@@ -39,19 +41,29 @@ def similar_params(seeds, *, limit_per_seed=150, per_host=None, batch_size=16, m
     return {"seeds": list(seeds), "limit_per_seed": limit_per_seed, "per_host": per_host,
             "batch_size": batch_size, "max_concurrent": max_concurrent, "dhash_threshold": dhash_threshold,
             "dhash_min_distance": dhash_min_distance, "use_dhash": use_dhash, "dedup": dedup, "debug": debug,
-            "output": output, "label": label,
-            **{k: v for k, v in filters.items() if k in FILTER_KEYS and v is not None}}
-
-
-def similar_stage(params):
-    p = dict(params)
-    filters = {k: p.pop(k) for k in FILTER_KEYS if k in p}
-    return lambda t: baidu_similar.expand_seeds(t, p.pop("seeds"),
-                                                filters=Filters.from_params(filters, debug=p["debug"]), **p)
+            "output": output, "label": label, **_given_filters(filters)}
 
 
 def launch_similar(params, user=None):
     """Enqueue one expansion as one job (--max-concurrent seeds at once inside it). Seed files must be
-    readable by the worker: the command and the admin put seed files in media storage first."""
-    return runs.launch("similar", baidu_jobs.search_by_images_job, params, queue=queues.CRAWL,
+    readable by the worker: the command and the web form put seed files in media storage first."""
+    return runs.launch(Run.Kind.SIMILAR, jobs.search_by_images_job, params, queue=queues.CRAWL,
                        label=params["label"], user=user)
+
+
+def import_folder_params(path, *, recursive=False, label="", **filters):
+    return {"path": str(path), "recursive": recursive, "label": label, **_given_filters(filters)}
+
+
+def launch_import_folder(params, user=None):
+    return runs.launch(Run.Kind.IMPORT, jobs.import_folder_job, params, queue=queues.CRAWL, user=user,
+                       label=params["label"] or f"folder {params['path']}"[:200])
+
+
+def import_urls_params(file, *, label="", workers=8, **filters):
+    return {"file": str(file), "label": label, "workers": workers, **_given_filters(filters)}
+
+
+def launch_import_urls(params, user=None):
+    return runs.launch(Run.Kind.IMPORT, jobs.import_urls_job, params, queue=queues.CRAWL, user=user,
+                       label=params["label"] or "URL list")

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from curation import runs
+from curation import admin_launch, registry, runs
 from curation.models import FilterScore, Image, Review, Run
 
 
@@ -38,9 +38,14 @@ class RunAdmin(admin.ModelAdmin):
     readonly_fields = ("work_key", "job_ids", "heartbeat_at", "jobs_total", "jobs_done", "counters",
                        "started_at", "finished_at")
     actions = ["cancel_runs"]
+    change_list_template = "admin/curation/run/change_list.html"
+
+    def get_urls(self):
+        return admin_launch.launch_urls(self) + super().get_urls()
 
     def changelist_view(self, request, extra_context=None):
         runs.reap_stale_runs()
+        extra_context = {**(extra_context or {}), "stages": registry.stages()}
         return super().changelist_view(request, extra_context)
 
     @admin.action(description="Cancel selected runs")

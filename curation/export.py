@@ -23,10 +23,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db.models import Prefetch
 
-from curation.gallery import as_querydict, filter_images
+from curation import registry
+from curation.gallery import FilterError, as_querydict, filter_images
 from curation.models import Image, Run
+from curation.querysets import id_chunks
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,16 @@ METADATA_NAME = "metadata.jsonl"
 CSV_NAME = "sceneimg.csv"
 IMAGES_DIR = "images"
 
-CSV_COLUMNS = (
+OWN_CSV_COLUMNS = (
     "file_name", "image_id", "sha256", "width", "height", "format", "byte_size",
     "final_decision", "auto_decision", "human_decision", "auto_reason",
     "clip_indoor_margin", "clip_moderate_margin", "object_count", "vlm_score", "uncalibrated",
-    "vlm_verdicts", "source_urls", "queries",
 )
+
+
+def csv_columns():
+    """curation's columns, then what crawl and vlm registered (verdicts, source URLs, queries)."""
+    return OWN_CSV_COLUMNS + tuple(c for extra in registry.export_fields() for c in extra.csv_columns)
 
 
 class ExportError(Exception):
@@ -56,6 +61,13 @@ def export_root():
     return Path(root).resolve()
 
 
+def output_path(run_id, fmt):
+    """Where a web-launched export run writes its archive or folder."""
+    root = export_root()
+    root.mkdir(parents=True, exist_ok=True)
+    return root / (f"export-{run_id}.zip" if fmt == "zip" else f"export-{run_id}")
+
+
 def archive_name(image):
     ext = {"jpeg": "jpg", "jpg": "jpg", "png": "png"}.get((image.format or "").lower(), "bin")
     return f"{IMAGES_DIR}/{image.pk:08d}.{ext}"
@@ -63,8 +75,6 @@ def archive_name(image):
 
 def matching(filter_string):
     """The Images an export takes, id order (stable across chunks). Raises ExportError on a bad filter."""
-    from curation.gallery import FilterError
-
     try:
         return filter_images(as_querydict(filter_string), ordered=False).order_by("pk")
     except FilterError as exc:
@@ -72,27 +82,15 @@ def matching(filter_string):
 
 
 def _chunks(qs):
-    """Full Image rows with their scores, verdicts and sources, CHUNK at a time: 4 queries per chunk."""
-    from vlm.models import VlmVerdict
-
-    last = 0
-    while True:
-        ids = list(qs.filter(pk__gt=last).values_list("pk", flat=True)[:CHUNK])
-        if not ids:
-            return
-        last = ids[-1]
-        yield list(
-            Image.objects.filter(pk__in=ids).order_by("pk").prefetch_related(
-                "filter_scores",
-                Prefetch("verdicts", queryset=VlmVerdict.objects.select_related("prompt_version").order_by("id")),
-                "sources",
-            )
-        )
+    """Full Image rows with their scores and what the registered fields need, CHUNK at a time."""
+    prefetch = ["filter_scores"] + [p for extra in registry.export_fields() for p in extra.prefetch]
+    for ids in id_chunks(qs, CHUNK):
+        yield list(Image.objects.filter(pk__in=ids).order_by("pk").prefetch_related(*prefetch))
 
 
 def record(image, file_name):
     """The metadata.jsonl row for one image."""
-    return {
+    rec = {
         "file_name": file_name,
         "image_id": image.pk,
         "sha256": image.sha256,
@@ -116,18 +114,10 @@ def record(image, file_name):
              "uncalibrated": s.uncalibrated}
             for s in image.filter_scores.all()
         ],
-        "verdicts": [
-            {"prompt_version": v.prompt_version.name, "prompt_hash": v.prompt_version.content_hash,
-             "backend": v.backend, "model": v.model, "decision": v.decision, "score": v.score,
-             "reason": v.reason, "tags": v.tags, "error": v.error}
-            for v in image.verdicts.all()
-        ],
-        "sources": [
-            {"provider": s.provider, "url": s.url, "page_url": s.page_url, "title": s.title, "query": s.query,
-             "seed_image_id": s.seed_image_id, "seed_name": s.seed_name, "rank": s.rank, "outcome": s.outcome}
-            for s in image.sources.all()
-        ],
     }
+    for extra in registry.export_fields():
+        rec.update(extra.fields(image))
+    return rec
 
 
 _FORMULA = re.compile(r"^[=+\-@\t\r]")
@@ -142,16 +132,11 @@ def _cell(value):
     return value
 
 
-def csv_row(rec):
-    flat = {k: rec.get(k) for k in CSV_COLUMNS}
-    flat["vlm_verdicts"] = "; ".join(
-        f"{v['prompt_version']}/{v['model']}: {v['decision'] or 'error'}"
-        + (f" {v['score']:.2f}" if v["score"] is not None else "")
-        for v in rec["verdicts"]
-    )
-    flat["source_urls"] = " ".join(s["url"] for s in rec["sources"] if s["url"])
-    flat["queries"] = "; ".join(sorted({s["query"] for s in rec["sources"] if s["query"]}))
-    return [_cell(flat[k]) for k in CSV_COLUMNS]
+def csv_row(rec, columns):
+    flat = {k: rec.get(k) for k in columns}
+    for extra in registry.export_fields():
+        flat.update(extra.csv(rec))
+    return [_cell(flat[k]) for k in columns]
 
 
 def _open_stored(image):
@@ -227,7 +212,8 @@ def export(tracker, filter_string=DEFAULT_FILTER, out=None, fmt="zip"):
         with os.fdopen(meta_fd, "w", encoding="utf-8") as meta, \
                 os.fdopen(csv_fd, "w", encoding="utf-8", newline="") as csv_file:
             writer = csv.writer(csv_file)
-            writer.writerow(CSV_COLUMNS)
+            columns = csv_columns()
+            writer.writerow(columns)
             for images in _chunks(qs):
                 for image in images:
                     tracker.check_cancelled()
@@ -243,7 +229,7 @@ def export(tracker, filter_string=DEFAULT_FILTER, out=None, fmt="zip"):
                         sink.add_image(name, image, src)
                     rec = record(image, name)
                     meta.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                    writer.writerow(csv_row(rec))
+                    writer.writerow(csv_row(rec, columns))
                     tracker.count("exported")
         sink.add_file(METADATA_NAME, meta_path)
         sink.add_file(CSV_NAME, csv_path)

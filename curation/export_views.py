@@ -7,10 +7,11 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
-from curation import export, export_jobs
+from curation import export, launch
+from curation.forms import ExportLaunchForm
 from curation.gallery import FilterError, estimate_count, querystring_without
 from curation.models import Run
-from curation.run_views import STOP_POLLING, ExportLaunchForm, row_context
+from curation.run_views import STOP_POLLING, row_context
 
 RECENT = 20
 
@@ -36,7 +37,7 @@ def export_new(request):
             if fmt == "folder" and not request.user.is_staff:
                 form.add_error("format", "Only staff can write an export to a folder on the server.")
             else:
-                run = export_jobs.launch_export(form.cleaned_data["filter"], fmt, user=request.user)
+                run = launch.launch_export(launch.export_params(form.cleaned_data["filter"], fmt), request.user)
                 messages.success(request, f"Export run #{run.pk} {run.status}.")
                 return redirect(reverse("curation:export_detail", args=[run.pk]))
     else:

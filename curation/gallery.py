@@ -10,22 +10,19 @@ import math
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q, TextField
-from django.db.models.functions import Cast
+from django.db.models import Exists, F, OuterRef, Q
 from django.http import QueryDict
 
+from curation import registry
 from curation.models import Decision, Image
 
 PAGE_SIZE = 60
 
 DECISION_VALUES = ("keep", "reject", "none")
 
-# name -> what it does. Empty values are ignored, so an HTML form can send every field.
-FILTER_FIELDS = {
-    "run": "images with a source in this run (Run id)",
-    "provider": "images with a source from this provider (baidu, baidu_similar, url_list, folder, upload)",
-    "query": "images found by this exact search query",
-    "seed": "images found from this seed: a seed image id, or a seed file name",
+# name -> what it does, for curation's own columns; crawl and vlm register theirs (see fields()).
+# Empty values are ignored, so an HTML form can send every field.
+OWN_FIELDS = {
     "final": "final decision: keep, reject or none (undecided)",
     "auto": "automatic decision: keep, reject or none",
     "human": "human decision: keep, reject or none (never reviewed or cleared)",
@@ -36,16 +33,21 @@ FILTER_FIELDS = {
     "moderate_max": "CLIP moderate-mess margin at most this",
     "vlm_min": "VLM score at least this",
     "vlm_max": "VLM score at most this",
-    "pv": "has a VLM verdict under this PromptVersion id",
-    "model": "restrict the verdict filters (pv, verdict, tag) to this VLM model name",
-    "backend": "restrict the verdict filters (pv, verdict, tag) to this VLM backend (openai, ollama, ...)",
-    "verdict": "PV:DECISION, repeatable: the verdict under prompt version PV is keep, reject or error",
-    "tag": "a VLM verdict carries this tag (repeatable: all must match)",
     "dups": "1: has near-duplicates; 0: has none",
     "group": "members of this near-duplicate group (the representative's Image id)",
     "uncalibrated": "1: scored by an uncalibrated (random-weight) model; 0: calibrated only",
     "sort": "new (default), old, indoor, -indoor, moderate, -moderate, vlm, -vlm ('-' = highest first)",
 }
+
+
+def fields():
+    """Every gallery filter name -> what it does: the registered ones first, then curation's own."""
+    out = {}
+    for registered in registry.gallery_filters():
+        out.update(registered.fields)
+    out.update(OWN_FIELDS)
+    return out
+
 
 # sort name -> (Image field, descending). Score sorts hide images without that score, because a
 # keyset over NULLs cannot use the (score, id) index.
@@ -99,17 +101,17 @@ def as_querydict(params):
     return qd
 
 
-def _values(qd, name):
+def values(qd, name):
     return [v.strip() for v in qd.getlist(name) if v is not None and v.strip() != ""]
 
 
-def _one(qd, name):
-    values = _values(qd, name)
-    return values[-1] if values else None
+def one(qd, name):
+    found = values(qd, name)
+    return found[-1] if found else None
 
 
-def _int(qd, name):
-    value = _one(qd, name)
+def whole_number(qd, name):
+    value = one(qd, name)
     if value is None:
         return None
     try:
@@ -119,7 +121,7 @@ def _int(qd, name):
 
 
 def _float(qd, name):
-    value = _one(qd, name)
+    value = one(qd, name)
     if value is None:
         return None
     try:
@@ -131,8 +133,8 @@ def _float(qd, name):
     return number
 
 
-def _flag(qd, name):
-    value = _one(qd, name)
+def flag(qd, name):
+    value = one(qd, name)
     if value is None:
         return None
     if value.lower() in ("1", "true", "yes", "on"):
@@ -143,7 +145,7 @@ def _flag(qd, name):
 
 
 def _decision(qd, name):
-    value = _one(qd, name)
+    value = one(qd, name)
     if value is None:
         return None
     value = value.lower()
@@ -156,16 +158,9 @@ def _decision_q(field, value):
     return Q(**{f"{field}__isnull": True}) if value == "none" else Q(**{field: value})
 
 
-def _tag_condition(tag):
-    if connection.vendor == "postgresql":
-        return Q(tags__contains=[tag])  # jsonb @>, served by a GIN index on tags
-    # SQLite has no JSON containment; match the JSON-encoded string inside the array text.
-    return Q(tags_text__contains=json.dumps(tag))
-
-
 def sort_name(params):
     qd = as_querydict(params)
-    name = _one(qd, "sort") or "new"
+    name = one(qd, "sort") or "new"
     if name not in SORTS:
         raise FilterError(f"sort: expected one of {', '.join(SORTS)}, got {name!r}")
     return name
@@ -178,94 +173,16 @@ def filter_images(params, *, ordered=True):
     Unknown keys are ignored (so `after` and other UI state can ride along); a bad value raises
     FilterError naming the field.
     """
-    from crawl.models import Source  # curation's models must not import crawl; this module may
-    from vlm.models import VlmVerdict
-
     qd = as_querydict(params)
     qs = Image.objects.all()
-
-    # Sightings: all conditions must hold for the same Source row.
-    source_q = Q()
-    run_id = _int(qd, "run")
-    if run_id is not None:
-        source_q &= Q(run_id=run_id)
-    provider = _one(qd, "provider")
-    if provider is not None:
-        if provider not in Source.Provider.values:
-            raise FilterError(f"provider: expected one of {', '.join(Source.Provider.values)}, got {provider!r}")
-        source_q &= Q(provider=provider)
-    query = _one(qd, "query")
-    if query is not None:
-        source_q &= Q(query=query)
-    seed = _one(qd, "seed")
-    if seed is not None:
-        source_q &= Q(seed_image_id=int(seed)) if seed.isascii() and seed.isdigit() else Q(seed_name=seed)
-    if source_q:
-        qs = qs.filter(Exists(Source.objects.filter(source_q, image=OuterRef("pk"))))
-
-    for field in ("final", "auto", "human"):
-        value = _decision(qd, field)
-        if value is not None:
-            qs = qs.filter(_decision_q(f"{field}_decision", value))
-    disagree = _flag(qd, "disagree")
-    if disagree is True:
-        qs = qs.filter(human_decision__isnull=False, auto_decision__isnull=False).exclude(
-            human_decision=F("auto_decision")
-        )
-    elif disagree is False:
-        qs = qs.exclude(Q(human_decision__isnull=False, auto_decision__isnull=False) & ~Q(
-            human_decision=F("auto_decision")
-        ))
-
-    for name, field in (("indoor", "clip_indoor_margin"), ("moderate", "clip_moderate_margin"),
-                        ("vlm", "vlm_score")):
-        low, high = _float(qd, f"{name}_min"), _float(qd, f"{name}_max")
-        if low is not None:
-            qs = qs.filter(**{f"{field}__gte": low})
-        if high is not None:
-            qs = qs.filter(**{f"{field}__lte": high})
-
-    # Verdicts: pv, model and tags describe one verdict; each `verdict=PV:DECISION` is its own.
-    model = _one(qd, "model")
-    verdict_base = Q(model=model) if model is not None else Q()
-    backend = _one(qd, "backend")
-    if backend is not None:
-        verdict_base &= Q(backend=backend)
-    one_verdict = verdict_base
-    pv = _int(qd, "pv")
-    if pv is not None:
-        one_verdict &= Q(prompt_version_id=pv)
-    tags = _values(qd, "tag")
-    verdicts = VlmVerdict.objects.all()
-    if tags and connection.vendor != "postgresql":
-        verdicts = verdicts.annotate(tags_text=Cast("tags", TextField()))
-    for tag in tags:
-        one_verdict &= _tag_condition(tag.lower())  # tags are stored lower-case
-    if pv is not None or tags or ((model is not None or backend is not None) and not _values(qd, "verdict")):
-        qs = qs.filter(Exists(verdicts.filter(one_verdict, image=OuterRef("pk"))))
-    for spec in _values(qd, "verdict"):
-        pv_text, _, decision = spec.partition(":")
-        decision = decision.lower()
-        if not (pv_text.isascii() and pv_text.isdigit()) or decision not in ("keep", "reject", "error"):
-            raise FilterError(f"verdict: expected PROMPT_VERSION_ID:keep|reject|error, got {spec!r}")
-        cond = verdict_base & Q(prompt_version_id=int(pv_text))
-        cond &= Q(decision__isnull=True) if decision == "error" else Q(decision=decision)
-        qs = qs.filter(Exists(VlmVerdict.objects.filter(cond, image=OuterRef("pk"))))
-
-    dups = _flag(qd, "dups")
-    if dups is not None:
-        # A group of one is no duplicate: require another member sharing the group.
-        others = Exists(Image.objects.filter(dup_group_id=OuterRef("dup_group_id")).exclude(pk=OuterRef("pk")))
-        has_dups = Q(dup_group__isnull=False) & Q(others)
-        qs = qs.filter(has_dups) if dups else qs.exclude(has_dups)
-    group = _int(qd, "group")
-    if group is not None:
-        qs = qs.filter(Q(dup_group_id=group) | Q(pk=group))
-
-    uncalibrated = _flag(qd, "uncalibrated")
+    for registered in registry.gallery_filters():
+        qs = registered.apply(qs, qd)
+    qs = _decisions(qs, qd)
+    qs = _scores(qs, qd)
+    qs = _duplicates(qs, qd)
+    uncalibrated = flag(qd, "uncalibrated")
     if uncalibrated is not None:
         qs = qs.filter(uncalibrated=uncalibrated)
-
     if not ordered:
         return qs
     field, descending = SORTS[sort_name(qd)]
@@ -274,6 +191,44 @@ def filter_images(params, *, ordered=True):
     if descending:
         return qs.order_by(F(field).desc(), "-id") if field != "id" else qs.order_by("-id")
     return qs.order_by(field, "id") if field != "id" else qs.order_by("id")
+
+
+def _decisions(qs, qd):
+    for field in ("final", "auto", "human"):
+        value = _decision(qd, field)
+        if value is not None:
+            qs = qs.filter(_decision_q(f"{field}_decision", value))
+    disagree = flag(qd, "disagree")
+    differs = Q(human_decision__isnull=False, auto_decision__isnull=False) & ~Q(human_decision=F("auto_decision"))
+    if disagree is True:
+        qs = qs.filter(differs)
+    elif disagree is False:
+        qs = qs.exclude(differs)
+    return qs
+
+
+def _scores(qs, qd):
+    for name, field in (("indoor", "clip_indoor_margin"), ("moderate", "clip_moderate_margin"),
+                        ("vlm", "vlm_score")):
+        low, high = _float(qd, f"{name}_min"), _float(qd, f"{name}_max")
+        if low is not None:
+            qs = qs.filter(**{f"{field}__gte": low})
+        if high is not None:
+            qs = qs.filter(**{f"{field}__lte": high})
+    return qs
+
+
+def _duplicates(qs, qd):
+    dups = flag(qd, "dups")
+    if dups is not None:
+        # A group of one is no duplicate: require another member sharing the group.
+        others = Exists(Image.objects.filter(dup_group_id=OuterRef("dup_group_id")).exclude(pk=OuterRef("pk")))
+        has_dups = Q(dup_group__isnull=False) & Q(others)
+        qs = qs.filter(has_dups) if dups else qs.exclude(has_dups)
+    group = whole_number(qd, "group")
+    if group is not None:
+        qs = qs.filter(Q(dup_group_id=group) | Q(pk=group))
+    return qs
 
 
 # --- Keyset pagination -------------------------------------------------------------------------
@@ -326,7 +281,7 @@ def page(params, *, size=None):
     qd = as_querydict(params)
     sort = sort_name(qd)
     qs = filter_images(qd).only(*CARD_FIELDS)
-    after = _one(qd, "after")
+    after = one(qd, "after")
     if after is not None:
         qs = _after(qs, sort, Cursor.decode(after))
     rows = list(qs[: size + 1])
@@ -373,9 +328,9 @@ def querystring_without(params, *names):
         qd.pop(name, None)
     # Drop empty values so shared links stay short.
     for key in list(qd.keys()):
-        values = _values(qd, key)
-        if values:
-            qd.setlist(key, values)
+        kept = values(qd, key)
+        if kept:
+            qd.setlist(key, kept)
         else:
             del qd[key]
     return qd.urlencode()
@@ -384,10 +339,10 @@ def querystring_without(params, *names):
 def active_filters(params):
     """[(name, value)] of the non-empty filters, for chips above the grid."""
     qd = as_querydict(params)
-    return [(name, value) for name in FILTER_FIELDS if name != "sort" for value in _values(qd, name)]
+    return [(name, value) for name in fields() if name != "sort" for value in values(qd, name)]
 
 
 __all__ = [
-    "FILTER_FIELDS", "SORTS", "PAGE_SIZE", "FilterError", "filter_images", "page", "neighbours",
+    "fields", "values", "one", "whole_number", "flag", "SORTS", "PAGE_SIZE", "FilterError", "filter_images", "page", "neighbours",
     "estimate_count", "querystring_without", "active_filters", "as_querydict", "Decision",
 ]

@@ -73,14 +73,6 @@ class Image(models.Model):
     def __str__(self):
         return f"#{self.pk} {self.sha256[:12]}"
 
-    def recompute_final(self):
-        self.final_decision = self.human_decision or self.auto_decision
-
-    def set_auto(self, decision, reason=""):
-        self.auto_decision = decision
-        self.auto_reason = reason[:500]
-        self.recompute_final()
-
 
 class FilterScore(models.Model):
     """One scorer's view of one image. The scorer key names model, weights and prompt set."""
@@ -122,7 +114,6 @@ class Run(models.Model):
         SIMILAR = "similar"
         IMPORT = "import"
         CLIP = "clip"
-        DETECT = "detect"
         DEDUP = "dedup"
         VLM = "vlm"
         EXPORT = "export"

@@ -8,9 +8,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 
-from curation import gallery, runs
-from curation.models import Decision, Image, Review, Run
-from sceneimg_site import queues
+from curation import gallery
+from curation.models import Decision, Image, Review
+from curation.querysets import id_chunks
 
 CHUNK = 1000
 NOTE_MAX = 500
@@ -106,35 +106,24 @@ def decide_matching(tracker, params, decision, user, note=""):
     skipped or visited twice.
     """
     decision = parse_decision(decision)
-    qs = gallery.filter_images(params, ordered=False).order_by("pk")
-    last = 0
-    while True:
+    for ids in id_chunks(gallery.filter_images(params, ordered=False), CHUNK):
         tracker.check_cancelled()
-        ids = list(qs.filter(pk__gt=last).values_list("pk", flat=True)[:CHUNK])
-        if not ids:
-            break
         written = set_decision(ids, decision, user, note=note)
         tracker.count("processed", len(ids))
         tracker.count("changed", len(written))
-        last = ids[-1]
 
 
 def undo_run_reviews(tracker, run_id, user):
     """Stage: undo every change a bulk review run made (its Reviews carry the run's note)."""
     note = bulk_note(run_id)
-    reviews = Review.objects.filter(Q(note=note) | Q(note__startswith=note + ": "), user=user).order_by("pk")
-    last = 0
-    while True:
+    reviews = Review.objects.filter(Q(note=note) | Q(note__startswith=note + ": "), user=user)
+    for ids in id_chunks(reviews, CHUNK):
         tracker.check_cancelled()
-        ids = list(reviews.filter(pk__gt=last).values_list("pk", flat=True)[:CHUNK])
-        if not ids:
-            break
         written, skipped = undo(ids, user)
         tracker.count("processed", len(ids))
         tracker.count("changed", len(written))
         if skipped:
             tracker.count("decided_since", skipped)  # left alone: decided again after the run
-        last = ids[-1]
 
 
 def bulk_note(run_id, note=""):
@@ -144,42 +133,3 @@ def bulk_note(run_id, note=""):
 
 def sync_limit():
     return settings.SCENEIMG_REVIEW_SYNC_LIMIT
-
-
-def request_bulk(params, decision, user, note=""):
-    """Decide everything matching a filter: at once when it is small, else as a background Run.
-
-    Returns ("done", reviews) or ("queued", run).
-    """
-    from curation import review_jobs
-
-    decision = parse_decision(decision)
-    querystring = gallery.querystring_without(params, "after", "sort")
-    gallery.filter_images(querystring)  # raise FilterError now, not in the worker
-    limit = sync_limit()
-    ids = matching_ids(querystring, limit + 1)
-    if len(ids) <= limit:
-        return "done", set_decision(ids, decision, user, note=note)
-    run = runs.launch(
-        Run.Kind.REVIEW, review_jobs.decide_matching_job,
-        {"querystring": querystring, "decision": decision or "clear", "user_id": user.pk, "note": note[:200]},
-        queue=queues.DEFAULT, label=f"{decision or 'clear'} all matching ?{querystring}"[:200], user=user,
-    )
-    return "queued", run
-
-
-def request_undo_run(run, user):
-    """Undo a bulk review run in the background (it may have touched millions of images)."""
-    from curation import review_jobs
-
-    if run.kind != Run.Kind.REVIEW or run.params.get("action", "decide") != "decide":
-        raise ReviewError(f"run #{run.pk} is not a bulk review run")
-    if run.created_by_id is None or run.created_by_id != user.pk:
-        raise ReviewError(f"run #{run.pk} was started by someone else: only they can undo it")
-    if run.is_active:
-        # Undoing while it still decides would leave the images it reaches afterwards decided.
-        raise ReviewError(f"run #{run.pk} is still {run.status}: cancel it or wait until it ends, then undo")
-    return runs.launch(
-        Run.Kind.REVIEW, review_jobs.undo_run_job, {"action": "undo", "target_run": run.pk, "user_id": user.pk},
-        queue=queues.DEFAULT, label=f"undo bulk review run #{run.pk}", user=user,
-    )

@@ -21,10 +21,11 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import default_storage
 
+from curation import registry
 from curation.bulk_update import update_rows
 from curation.clip import get_clip_scorer, resolve_device
 from curation.decode import decode_batch_cpu, decode_batch_tensor, read_stored
-from curation.models import Decision, FilterScore, Image
+from curation.models import Decision, FilterScore, Image, Run
 from curation.neardup import SEED_COPY_PREFIX
 
 log = logging.getLogger(__name__)
@@ -344,8 +345,6 @@ class InputError(ValueError):
 
 def select_image_ids(input_spec, key, limit=None):
     """--input: a run id, an import label, or "all" (every image not yet scored under `key`)."""
-    from curation.models import Run
-
     spec = str(input_spec).strip()
     if spec.lower() == "all":
         qs = Image.objects.exclude(id__in=FilterScore.objects.filter(scorer_key=key).values("image_id"))
@@ -366,11 +365,8 @@ def select_image_ids(input_spec, key, limit=None):
 
 
 def _run_image_ids(runs):
-    """Images a run brought in (its Sources) or scored (its FilterScores)."""
-    from django.apps import apps
-
+    """Images a run scored (its FilterScores) or, through the registered apps, brought in (Sources)."""
     ids = set(FilterScore.objects.filter(run__in=runs).values_list("image_id", flat=True))
-    if apps.is_installed("crawl"):
-        # Sources live in crawl, which imports curation; query through the reverse relation name.
-        ids |= set(Image.objects.filter(sources__run__in=runs).values_list("id", flat=True))
+    for image_ids in registry.run_image_querysets(runs):
+        ids |= set(image_ids.values_list("image_id", flat=True))
     return ids

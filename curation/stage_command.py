@@ -4,6 +4,7 @@ from tqdm import tqdm
 
 from curation import runs
 from curation.models import Run
+from curation.registry import LaunchError
 
 
 class StageCommand(BaseCommand):
@@ -13,15 +14,13 @@ class StageCommand(BaseCommand):
         parser.add_argument("--enqueue", action="store_true",
                             help="run as a background RQ job instead of in this process")
 
-    def run_stage(self, kind, stage, params, *, job_func=None, queue=None, label="", enqueue=False,
-                  dry_run=False, batches=None, unit="img"):
-        """Run `stage(tracker)` here (or enqueue job_func), print the summary line, fail loudly."""
+    def run_stage(self, kind, stage, params, *, launch=None, label="", enqueue=False, dry_run=False, unit="img"):
+        """Run `stage(tracker)` here, or with --enqueue the stage's launch function; print the summary
+        line, fail loudly."""
         if enqueue and dry_run:
             raise CommandError("--dry-run and --enqueue cannot be combined: a dry run runs here and changes nothing")
         if enqueue:
-            run = runs.launch(kind, job_func, params, queue=queue, label=label, batches=batches)
-            self.stdout.write(f"enqueued {kind} run #{run.pk} on queue '{queue}' ({run.status})")
-            return run
+            return self.enqueue(launch, params)
         bar = tqdm(unit=unit, desc=kind, disable=None, file=self.stderr._out, dynamic_ncols=True)
         try:
             if dry_run:
@@ -43,4 +42,12 @@ class StageCommand(BaseCommand):
         self.stdout.write(", ".join(f"{k} {run.counters.get(k, 0)}" for k in self.summary_keys))
         if run.status != Run.Status.DONE:
             raise CommandError(f"{kind} run #{run.pk} ended {run.status}: {run.error}")
+        return run
+
+    def enqueue(self, launch, params):
+        try:
+            run = launch(params)
+        except LaunchError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"enqueued {run.kind} run #{run.pk} in {run.jobs_total} job(s) ({run.status})")
         return run

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
-from curation import cards, gallery, review
+from curation import cards, gallery, launch, registry, review
 from curation.models import Image, Run
 
 SELECTION_MAX = 5000  # ids in one "apply to selection" request; larger sets go through the filter
@@ -22,31 +22,13 @@ def _int_list(text):
     return [int(part) for part in text.replace(" ", "").split(",") if part]
 
 
-def _filter_choices(params):
-    from crawl.models import Source
-    from vlm.models import PromptVersion
-
-    runs = list(
-        Run.objects.filter(kind__in=[Run.Kind.CRAWL, Run.Kind.SIMILAR, Run.Kind.IMPORT])
-        .only("pk", "kind", "label", "created_at")[:100]
-    )
-    # The filtered run must stay selectable even when older than the newest 100, or the next
-    # filter change would silently drop it.
-    run_text = (params.get("run") or "").strip()
-    if run_text.isascii() and run_text.isdigit() and all(str(run.pk) != run_text for run in runs):
-        current = Run.objects.filter(pk=int(run_text)).only("pk", "kind", "label", "created_at").first()
-        if current is not None:
-            runs.append(current)
-    # The tag box shows one value; the other repeated tag= values ride along as hidden inputs.
-    tags = [t for t in params.getlist("tag") if t.strip()]
-    return {
-        "sorts": list(gallery.SORT_LABELS.items()),
-        "providers": Source.Provider.choices,
-        "runs": runs,
-        "prompt_versions": list(PromptVersion.objects.only("pk", "name", "content_hash")[:200]),
-        "tag_value": tags[-1] if tags else "",
-        "extra_tags": tags[:-1],
-    }
+def _filter_panels(params):
+    """The sidebar's own choices plus the registered panels' (sources, verdicts) and their templates."""
+    context = {"sorts": list(gallery.SORT_LABELS.items()), "filter_panels": []}
+    for panel in registry.filter_panels():
+        context.update(panel.context(params))
+        context["filter_panels"].append(panel.template)
+    return context
 
 
 def _gallery_context(request):
@@ -76,9 +58,8 @@ def gallery_view(request):
             return render(request, "curation/_cards_page.html", context, status=status)
         if request.htmx.target == "results":
             return render(request, "curation/_results.html", context)
-    context.update(_filter_choices(request.GET))
+    context.update(_filter_panels(request.GET))
     context["filters"] = request.GET
-    context["verdict_values"] = request.GET.getlist("verdict")
     return render(request, "curation/gallery.html", context, status=status)
 
 
@@ -193,7 +174,7 @@ def review_bulk(request):
     """Apply a decision to everything matching the filter: now when small, else as a background run."""
     qs = request.POST.get("qs", "")
     try:
-        outcome, result = review.request_bulk(qs, request.POST.get("decision"), request.user,
+        outcome, result = launch.request_bulk(qs, request.POST.get("decision"), request.user,
                                               note=request.POST.get("note", ""))
     except (review.ReviewError, gallery.FilterError) as exc:
         return HttpResponseBadRequest(str(exc))
@@ -223,7 +204,7 @@ def review_undo(request):
             return HttpResponseBadRequest(f"run: expected a run id, got {run_text!r}")
         run = get_object_or_404(Run, pk=int(run_text))
         try:
-            undo_run = review.request_undo_run(run, request.user)
+            undo_run = launch.launch_undo_review(run, request.user)
         except review.ReviewError as exc:
             return HttpResponseBadRequest(str(exc))
         # The client posts with swap "none", so the message must travel out of band.
@@ -280,13 +261,11 @@ def image_detail(request, pk):
         "filter_error": filter_error,
         "prev_id": prev_id,
         "next_id": next_id,
-        "sources": list(image.sources.order_by("pk")[:200]),
-        # (score, sorted prompt items): a prompt named "items" must not shadow dict.items in templates.
-        "scores": [(score, sorted(score.scores.items()))
-                   for score in image.filter_scores.order_by("-created_at")],
-        "dhash_hex": f"{image.dhash & (2**64 - 1):016x}",
-        "verdicts": list(image.verdicts.select_related("prompt_version").order_by("-updated_at")),
         "reviews": _review_history(image),
         "group_members": group_members,
+        "detail_panels": [],
     }
+    for panel in registry.detail_panels():
+        context.update(panel.context(image))
+        context["detail_panels"].append(panel.template)
     return render(request, "curation/image_detail.html", context)

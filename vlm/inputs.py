@@ -11,7 +11,10 @@ from pathlib import Path
 
 from django.db.models import Q
 
+from crawl.ingest import Sighting, ingest_bytes
+from crawl.models import Source
 from curation.models import FilterScore, Image
+from vlm.models import VlmVerdict
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 DECISION_CHOICES = ("keep", "reject", "undecided", "any")
@@ -89,8 +92,6 @@ def resolve_paths(paths, selection):
 
     Failures are added to selection.errors, original names to selection.names.
     """
-    from crawl.models import Source
-
     paths = [Path(p).resolve() for p in paths]
     digests = {}
     for p in dict.fromkeys(paths):
@@ -133,20 +134,12 @@ def resolve_paths(paths, selection):
 def ingest_file(path):
     """(image id, "") after the one ingest path, or (None, why not)."""
     try:
-        from crawl.ingest import Sighting, ingest_bytes
-    except ImportError:
-        return None, "not in the collection, and ingest (crawl.ingest) is not available"
-    try:
-        result = ingest_bytes(path.read_bytes(), Sighting(provider="folder", path=str(path)))
+        source = ingest_bytes(path.read_bytes(), Sighting(provider=Source.Provider.FOLDER, path=str(path)))
     except Exception as exc:  # a bad file must not stop the run: it is listed in the errors
         return None, f"ingest failed: {type(exc).__name__}: {exc}"
-    image = result if isinstance(result, Image) else getattr(result, "image", None)
-    image_id = getattr(image, "pk", None) or getattr(result, "image_id", None)
-    if image_id is None:
-        outcome = getattr(result, "outcome", "") or "not stored"
-        reason = getattr(result, "reason", "")
-        return None, f"ingest: {outcome}{': ' + reason if reason else ''}"
-    return image_id, ""
+    if source.image_id is None:
+        return None, f"ingest: {source.outcome}{': ' + source.reason if source.reason else ''}"
+    return source.image_id, ""
 
 
 def select(*, input_dir=None, input_manifest=None, run=None, decision=None, passed_clip=False, limit=None):
@@ -208,12 +201,8 @@ def select(*, input_dir=None, input_manifest=None, run=None, decision=None, pass
 
 
 def _sighted_in(run_id):
-    from crawl.models import Source
-
     return Source.objects.filter(run_id=run_id, image__isnull=False).values("image_id")
 
 
 def _verdicted_in(run_id):
-    from vlm.models import VlmVerdict
-
     return VlmVerdict.objects.filter(run_id=run_id).values("image_id")

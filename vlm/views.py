@@ -1,10 +1,10 @@
 """Prompt-version comparison and the VLM audit. Thin views: the work is in vlm.compare."""
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.db import connection
 from django.shortcuts import render
 
 from vlm import compare as cmp
+from vlm.filters import tagged
 from vlm.models import PromptVersion, VlmVerdict
 
 AUDIT_PAGE = 50
@@ -98,13 +98,7 @@ def audit_queryset(params):
     q = (params.get("q") or "").strip()
     if q:
         qs = qs.filter(reason__icontains=q)
-    tags = [t.strip().lower() for t in (params.get("tag") or "").split(",") if t.strip()]
-    for tag in tags:
-        # Tags are normalised lower-case when stored; jsonb @> on Postgres, text match elsewhere.
-        if connection.features.supports_json_field_contains:
-            qs = qs.filter(tags__contains=[tag])
-        else:
-            qs = qs.filter(tags__icontains=f'"{tag}"')
+    qs = tagged(qs, (params.get("tag") or "").split(","))
     pv = _int(params.get("pv"))
     if pv is not None:
         qs = qs.filter(prompt_version_id=pv)

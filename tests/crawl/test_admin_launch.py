@@ -30,23 +30,24 @@ def work_crawl_queue():
 
 
 def test_launch_pages_render_for_every_source(client, staff):
-    for source in ("keyword", "similar", "urls", "folder"):
-        resp = client.get(reverse("admin:crawl_launch", args=[source]))
-        assert resp.status_code == 200, source
+    for key in ("crawl", "similar", "import_urls", "import_folder", "clip", "dedup", "vlm", "export"):
+        resp = client.get(reverse("admin:curation_launch", args=[key]))
+        assert resp.status_code == 200, key
     assert b"Launch Baidu crawl" in client.get(reverse("admin:crawl_source_changelist")).content
+    assert b"Launch: VLM judge" in client.get(reverse("admin:curation_run_changelist")).content
 
 
 def test_non_staff_cannot_launch(client, django_user_model):
     user = django_user_model.objects.create_user("someone", password="pw-123456789")
     client.force_login(user)
-    resp = client.post(reverse("admin:crawl_launch", args=["keyword"]), {"queries": "x"})
+    resp = client.post(reverse("admin:curation_launch", args=["crawl"]), {"queries": "x"})
     assert resp.status_code == 302 and "/login/" in resp["Location"]
     assert not Run.objects.exists()
 
 
 def test_keyword_crawl_launched_runs_on_a_worker(client, staff, fake_baidu, redis_conn):
     fake_baidu.queries = {"客厅": range(60, 72), "厨房": range(66, 80)}
-    resp = client.post(reverse("admin:crawl_launch", args=["keyword"]), {
+    resp = client.post(reverse("admin:curation_launch", args=["crawl"]), {
         "queries": "客厅\n厨房\n客厅", "limit_per_query": 50, "batch_size": 4, "label": "from-admin"})
     run = Run.objects.get()
     assert resp.status_code == 302 and resp["Location"] == reverse("curation:run_detail", args=[run.pk])
@@ -60,9 +61,9 @@ def test_keyword_crawl_launched_runs_on_a_worker(client, staff, fake_baidu, redi
 
 
 def test_invalid_form_shows_errors_and_launches_nothing(client, staff):
-    resp = client.post(reverse("admin:crawl_launch", args=["keyword"]), {"limit_per_query": 10, "batch_size": 2})
+    resp = client.post(reverse("admin:curation_launch", args=["crawl"]), {"limit_per_query": 10, "batch_size": 2})
     assert resp.status_code == 200 and b"Give at least one query" in resp.content
-    resp = client.post(reverse("admin:crawl_launch", args=["similar"]), {
+    resp = client.post(reverse("admin:curation_launch", args=["similar"]), {
         "limit_per_seed": 5, "batch_size": 2, "max_concurrent": 1, "dhash_threshold": 18, "dhash_min_distance": 4,
         "seed_image_ids": "999999"})
     assert b"No image with id 999999" in resp.content
@@ -75,7 +76,7 @@ def test_similar_with_uploaded_seed_and_existing_image(client, staff, fake_baidu
     fake_baidu.similar_total = 5
     existing = ingest_bytes(jpeg(picture(31)), Sighting(provider="upload")).image
     upload = SimpleUploadedFile("kitchen.jpg", jpeg(picture(32)), content_type="image/jpeg")
-    resp = client.post(reverse("admin:crawl_launch", args=["similar"]), {
+    resp = client.post(reverse("admin:curation_launch", args=["similar"]), {
         "seeds": [upload], "seed_image_ids": str(existing.pk), "limit_per_seed": 5, "batch_size": 2,
         "max_concurrent": 2, "dhash_threshold": 18, "dhash_min_distance": 4, "no_phash": "on"})
     assert resp.status_code == 302
@@ -92,11 +93,11 @@ def test_similar_with_uploaded_seed_and_existing_image(client, staff, fake_baidu
 
 
 def test_url_list_and_folder_imports_launch(client, staff, tmp_path, redis_conn):
-    resp = client.post(reverse("admin:crawl_launch", args=["urls"]),
+    resp = client.post(reverse("admin:curation_launch", args=["import_urls"]),
                        {"urls": "http://127.0.0.1:9/a.jpg", "label": "u", "workers": 2})
     assert resp.status_code == 302
     (tmp_path / "a.jpg").write_bytes(jpeg(picture(41)))
-    resp = client.post(reverse("admin:crawl_launch", args=["folder"]), {"path": str(tmp_path), "label": "f"})
+    resp = client.post(reverse("admin:curation_launch", args=["import_folder"]), {"path": str(tmp_path), "label": "f"})
     assert resp.status_code == 302
     assert sorted(Run.objects.values_list("kind", "label")) == [("import", "f"), ("import", "u")]
     work_crawl_queue()
@@ -106,7 +107,7 @@ def test_url_list_and_folder_imports_launch(client, staff, tmp_path, redis_conn)
 
 
 def test_queued_crawl_cancelled_never_runs(client, staff, fake_baidu, redis_conn):
-    client.post(reverse("admin:crawl_launch", args=["keyword"]), {"queries": "q", "limit_per_query": 5,
+    client.post(reverse("admin:curation_launch", args=["crawl"]), {"queries": "q", "limit_per_query": 5,
                                                                    "batch_size": 1})
     run = Run.objects.get()
     resp = client.post(reverse("curation:run_cancel", args=[run.pk]))

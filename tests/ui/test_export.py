@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from rq import SimpleWorker
 
 from crawl.models import Source
-from curation import export, export_jobs
+from curation import export, launch
 from curation.models import FilterScore, Image, Run
 from curation.runs import Tracker
 from sceneimg_site import queues
@@ -202,7 +202,7 @@ def test_export_pages_require_login(client, images):
 
 def test_same_export_while_queued_is_not_enqueued_twice(images, redis_conn, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        first = export_jobs.launch_export("final=keep")
-        second = export_jobs.launch_export("final=keep")
+        first = launch.launch_export(launch.export_params("final=keep"))
+        second = launch.launch_export(launch.export_params("final=keep"))
     assert first.pk == second.pk
     assert django_rq.get_queue(queues.EXPORT).count == 1

@@ -140,7 +140,7 @@ def test_bad_filter_values_name_the_field(client_in, querystring, field):
 def test_filter_images_accepts_dict_and_querydict(scene):
     assert ids(gallery.filter_images({"final": "keep"})) == [scene["a"].pk]
     assert ids(gallery.filter_images({"human": ["reject"], "sort": "old"})) == [scene["c"].pk, scene["e"].pk]
-    assert set(gallery.FILTER_FIELDS) >= {"run", "provider", "query", "seed", "final", "auto", "human", "disagree",
+    assert set(gallery.fields()) >= {"run", "provider", "query", "seed", "final", "auto", "human", "disagree",
                                           "vlm_min", "pv", "tag", "dups", "uncalibrated", "sort"}
 
 

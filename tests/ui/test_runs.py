@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from curation import run_views
+from curation import launch, registry, run_views
 from curation.models import Run
 from sceneimg_site import queues
 
@@ -71,10 +71,8 @@ def test_detail_page(client, reviewer):
 
 
 def test_staff_cancels_a_run_and_its_queued_jobs(client, staff, redis_conn, django_capture_on_commit_callbacks):
-    from curation import export_jobs
-
     with django_capture_on_commit_callbacks(execute=True):
-        run = export_jobs.launch_export("final=keep")
+        run = launch.launch_export(launch.export_params("final=keep"))
     assert django_rq.get_queue(queues.EXPORT).count == 1
     response = client.post(f"/runs/{run.pk}/cancel/", HTTP_HX_REQUEST="true")
     assert response.status_code == 286
@@ -111,29 +109,19 @@ def test_staff_without_the_add_run_permission_cannot_launch(client, tmp_path):
     assert response.status_code == 403
     assert not Run.objects.exists()
     page = client.get("/runs/")
-    assert page.context["launchers"] == [] and page.context["missing_launchers"] == []
+    assert page.context["launchers"] == []
     assert b'id="launch-import_folder"' not in page.content
 
 
-def test_staff_sees_forms_for_stages_whose_jobs_exist(client, staff):
+def test_staff_sees_a_form_for_every_registered_stage(client, staff):
     response = client.get("/runs/")
-    keys = [launcher.key for launcher, _ in response.context["launchers"]]
-    assert {"import_folder", "import_urls", "export"} <= set(keys)
-    for launcher in run_views.LAUNCHERS:
-        assert (launcher.key in keys) == launcher.available()
+    keys = [stage.key for stage, _ in response.context["launchers"]]
+    assert keys == [stage.key for stage in registry.stages()]
+    assert {"crawl", "similar", "import_folder", "import_urls", "clip", "dedup", "vlm", "export"} <= set(keys)
     assert b'id="launch-import_folder"' in response.content
 
 
-def test_a_stage_without_its_job_function_has_no_form(client, staff, monkeypatch):
-    ghost = run_views.Launcher("ghost", "Ghost stage", ("curation.no_such_module:job",), run_views.DedupForm,
-                               lambda c, user: None)
-    half = run_views.Launcher("half", "Half stage", ("curation.runs:no_such_function",), run_views.DedupForm,
-                              lambda c, user: None)
-    monkeypatch.setattr(run_views, "LAUNCHERS", run_views.LAUNCHERS + [ghost, half])
-    response = client.get("/runs/")
-    keys = [launcher.key for launcher, _ in response.context["launchers"]]
-    assert "ghost" not in keys and "half" not in keys
-    assert {"Ghost stage", "Half stage"} <= set(response.context["missing_launchers"])
+def test_an_unregistered_stage_cannot_be_launched(client, staff):
     assert client.post("/runs/launch/ghost/", {}).status_code == 404
 
 

@@ -2,8 +2,9 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from crawl import launch, queries
+from crawl import jobs, launch, queries
 from crawl.ingest import add_filter_arguments, filter_params
+from curation.models import Run
 from curation.stage_command import StageCommand
 
 
@@ -55,7 +56,7 @@ class Command(StageCommand):
             return
         self.stdout.write(f"crawling {len(qs)} queries, up to {opts['limit_per_query']} results each"
                           + (f", label {label}" if label else ""))
-        run = self.run_stage("crawl", launch.crawl_stage(params), params, label=label)
+        run = self.run_stage(Run.Kind.CRAWL, jobs.crawl_stage(params), params, label=label)
         self.report_problems(run)
 
     def report_problems(self, run):

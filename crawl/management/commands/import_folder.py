@@ -2,10 +2,10 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from crawl import importers, jobs
-from crawl.ingest import Filters, add_filter_arguments, filter_params
+from crawl import jobs, launch
+from crawl.ingest import add_filter_arguments, filter_params
+from curation.models import Run
 from curation.stage_command import StageCommand
-from sceneimg_site import queues
 
 
 class Command(StageCommand):
@@ -24,12 +24,8 @@ class Command(StageCommand):
         path = str(Path(opts["path"]).resolve())
         if not Path(path).is_dir():
             raise CommandError(f"{opts['path']} is not a folder")
-        filters = filter_params(opts)
-        params = {"path": path, "recursive": opts["recursive"], "label": opts["label"], **filters}
-        self.run_stage(
-            "import",
-            lambda t: importers.import_folder(t, path, recursive=opts["recursive"], dry_run=opts["dry_run"],
-                                              label=opts["label"], filters=Filters.from_params(filters)),
-            params, job_func=jobs.import_folder_job, queue=queues.CRAWL, label=opts["label"],
-            enqueue=opts["enqueue"], dry_run=opts["dry_run"],
-        )
+        params = launch.import_folder_params(path, recursive=opts["recursive"], label=opts["label"],
+                                             **filter_params(opts))
+        self.run_stage(Run.Kind.IMPORT, jobs.import_folder_stage(params, dry_run=opts["dry_run"]), params,
+                       launch=launch.launch_import_folder, label=opts["label"], enqueue=opts["enqueue"],
+                       dry_run=opts["dry_run"])

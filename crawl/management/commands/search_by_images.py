@@ -2,9 +2,9 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from crawl import baidu_similar, launch
+from crawl import baidu_similar, jobs, launch
 from crawl.ingest import add_filter_arguments, filter_params
-from curation.models import Image
+from curation.models import Image, Run
 from curation.stage_command import StageCommand
 
 
@@ -81,7 +81,7 @@ class Command(StageCommand):
         self.stdout.write(f"expanding {len(seeds)} seeds, up to {opts['limit_per_seed']} candidates each"
                           + ("" if opts["no_phash"] else
                              f", dHash window {opts['dhash_min_distance']}..{opts['dhash_threshold']}"))
-        run = self.run_stage("similar", launch.similar_stage(params), params, label=label)
+        run = self.run_stage(Run.Kind.SIMILAR, jobs.similar_stage(params), params, label=label)
         if run is not None:
             c = run.counters
             notes = [f"{c[k]} {text}" for k, text in (("_seeds_noresult", "seeds without results"),

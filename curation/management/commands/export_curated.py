@@ -2,10 +2,9 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from curation import export, export_jobs
+from curation import export, launch
 from curation.models import Run
 from curation.stage_command import StageCommand
-from sceneimg_site import queues
 
 
 class Command(StageCommand):
@@ -32,11 +31,9 @@ class Command(StageCommand):
             export.matching(filter_string)
         except export.ExportError as exc:
             raise CommandError(str(exc)) from None
-        params = {"filter": filter_string, "format": fmt, "out": str(out)}
-        run = self.run_stage(
-            Run.Kind.EXPORT, lambda t: export.export(t, filter_string, out, fmt), params,
-            job_func=export_jobs.export_job, queue=queues.EXPORT, label=opts["label"] or f"export to {out}",
-            enqueue=opts["enqueue"], unit="img",
-        )
+        label = opts["label"] or f"export to {out}"
+        params = launch.export_params(filter_string, fmt, out=out, label=label)
+        run = self.run_stage(Run.Kind.EXPORT, lambda t: export.export(t, filter_string, out, fmt), params,
+                             launch=launch.launch_export, label=label, enqueue=opts["enqueue"])
         if run is not None and not opts["enqueue"]:
             self.stdout.write(f"wrote {out}")

@@ -1,6 +1,6 @@
 from django.core.management.base import CommandError
 
-from curation import jobs
+from curation import launch
 from curation.clip import ModelConfigError, ModelWeightsMissing, check_clip_weights
 from curation.models import Run
 from curation.scoring import DecisionRule, InputError, key_for_settings, score_images, select_image_ids
@@ -72,15 +72,12 @@ class Command(StageCommand):
         if spec is not None and spec.uncalibrated:
             self.stderr.write("note: SCENEIMG_CLIP_PRETRAINED=none: random weights, scores are UNCALIBRATED")
         self.stdout.write(f"scoring {len(ids)} images under {key}")
-        if opts["enqueue"]:
-            run = jobs.launch_clip(opts["input"], rule, ids, limit=opts["limit"], device=opts["device"],
-                                   batch_size=opts["batch_size"])
-            self.stdout.write(f"enqueued clip run #{run.pk}: {run.jobs_total} batch job(s) on queue 'score'")
-            return
-        self.run_stage(
-            Run.Kind.CLIP,
-            lambda t: score_images(t, ids, rule=rule, device=opts["device"], batch_size=opts["batch_size"],
-                                   log_csv=opts["log_csv"], output_dir=opts["output"]),
-            jobs.clip_params(opts["input"], rule, limit=opts["limit"], device=opts["device"],
-                             batch_size=opts["batch_size"]),
-        )
+        params = launch.clip_params(opts["input"], limit=opts["limit"], device=opts["device"],
+                                    batch_size=opts["batch_size"], **rule.as_params())
+
+        def stage(tracker):
+            return score_images(tracker, ids, rule=rule, device=opts["device"], batch_size=opts["batch_size"],
+                                log_csv=opts["log_csv"], output_dir=opts["output"])
+
+        self.run_stage(Run.Kind.CLIP, stage, params, enqueue=opts["enqueue"],
+                       launch=lambda p: launch.launch_clip(p, image_ids=ids))

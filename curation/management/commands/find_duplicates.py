@@ -1,11 +1,10 @@
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from curation import jobs
+from curation import launch
 from curation.models import Run
 from curation.neardup import find_duplicates
 from curation.stage_command import StageCommand
-from sceneimg_site import queues
 
 
 class Command(StageCommand):
@@ -24,5 +23,5 @@ class Command(StageCommand):
         k = settings.SCENEIMG_NEARDUP_THRESHOLD if opts["threshold"] is None else opts["threshold"]
         if not 0 <= k <= 32:
             raise CommandError("--threshold must be between 0 and 32 bits")
-        self.run_stage(Run.Kind.DEDUP, lambda t: find_duplicates(t, k), {"threshold": k},
-                       job_func=jobs.find_duplicates_job, queue=queues.DEFAULT, enqueue=opts["enqueue"])
+        self.run_stage(Run.Kind.DEDUP, lambda t: find_duplicates(t, k), launch.dedup_params(k),
+                       launch=launch.launch_dedup, enqueue=opts["enqueue"])

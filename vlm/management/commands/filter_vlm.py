@@ -1,20 +1,18 @@
 """Ask a vision-language model to judge images: the original filter_vlm.py, with its flags."""
-import hashlib
-import json
 import logging
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from curation import runs
 from curation.models import Run
+from curation.registry import LaunchError
 from sceneimg_site import queues
-from vlm import backends, jobs
-from vlm.inputs import DECISION_CHOICES, InputError, select
-from vlm.judge import errors_path, judge_images, save_selection
-from vlm.prompts import PromptError, active_version, latest_version, sync_prompts
+from vlm import backends
+from vlm.inputs import DECISION_CHOICES
+from vlm.judge import errors_path, judge_images
+from vlm.launch import INPUT_KEYS, OUTPUT_KEYS, launch_vlm, plan_vlm, vlm_options
 
 
 class Command(BaseCommand):
@@ -46,94 +44,65 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         # openai's transport (httpx2) logs every request at INFO; settings quiet only httpx.
         logging.getLogger("httpx2").setLevel(max(logging.WARNING, logging.getLogger("httpx2").level))
-        if o["workers"] < 1 or o["timeout"] <= 0 or not 0 <= o["min_score"] <= 1:
-            raise CommandError("--workers must be >= 1, --timeout > 0 and --min-score between 0 and 1")
-        backend, model = o["backend"], o["model"] or backends.default_model(o["backend"])
+        options = vlm_options(**{k: o[k] for k in ("backend", "model", "prompt", "min_score", "workers", "timeout",
+                                                   "seed", "limit", *INPUT_KEYS, *OUTPUT_KEYS)})
         try:
-            backends.make_backend(backend, model, timeout=o["timeout"]).close()  # fail early on a missing key
-        except ValueError as exc:
+            plan = plan_vlm(options)
+        except LaunchError as exc:
             raise CommandError(str(exc)) from None
-        try:
-            created, _ = sync_prompts()
-            active = active_version()
-            version = latest_version(o["prompt"]) if o["prompt"] else active
-            if version is None:
-                raise PromptError("no prompt versions: add prompts/v1.toml and run sync_prompts")
-        except PromptError as exc:
-            raise CommandError(str(exc)) from None
-        for v in created:
-            self.stdout.write(f"prompt {v.name} synced as new version {v.content_hash[:12]}")
-        if active is None or active.pk != version.pk:
-            self.stdout.write(self.style.WARNING(
-                f"prompt {version.name} is not the active prompt ({active.name if active else 'none'}): verdicts "
-                "are stored for comparison but image decisions are left as they are"))
-        try:
-            selection = select(input_dir=o["input_dir"], input_manifest=o["input_manifest"], run=o["run"],
-                               decision=o["decision"], passed_clip=o["passed_clip"], limit=o["limit"])
-        except InputError as exc:
-            raise CommandError(str(exc)) from None
-        if selection.stats.get("paths"):
-            s = selection.stats
-            self.stdout.write(f"inputs: {s['paths']} files, {s['known']} already stored, {s['ingested']} ingested, "
-                              f"{s['failed']} failed")
-        self.stdout.write(f"judging {len(selection.ids)} images with {backend}/{model}, prompt {version.name} "
-                          f"({version.content_hash[:12]})")
-
-        stage_kwargs = {
-            "prompt_version_id": version.pk, "backend": backend, "model": model, "min_score": o["min_score"],
-            "workers": o["workers"], "timeout": o["timeout"], "seed": o["seed"],
-        }
-        outputs = {k: o[k] for k in ("output", "keep_dir", "reject_dir") if o[k]}
-        params = {
-            **stage_kwargs, "prompt": version.name, **outputs, "limit": o["limit"],
-            "inputs": {k: o[k] for k in ("input_dir", "input_manifest", "run", "decision", "passed_clip") if o[k]},
-            "images": len(selection.ids),
-            "selection_sha": hashlib.sha256(json.dumps(selection.ids).encode()).hexdigest()[:16],
-        }
-        label = f"VLM {version.name} {backend}/{model}"
+        self._describe(plan)
         if o["enqueue"]:
-            self._enqueue(selection, stage_kwargs, outputs, params, label)
+            self._enqueue(plan)
             return
-        if outputs:
-            outputs.update(selection.as_json())
+        outputs = {**plan.outputs, **plan.selection.as_json()} if plan.outputs else None
         bar = tqdm(total=0, unit="img", desc="vlm", disable=None)
         try:
             run = runs.run_in_foreground(
                 Run.Kind.VLM,
-                lambda t: judge_images(t, image_ids=selection.ids, outputs=outputs or None, **stage_kwargs),
-                params, label=label, progress=bar,
+                lambda t: judge_images(t, image_ids=plan.selection.ids, outputs=outputs, **plan.stage),
+                plan.params, label=plan.label, progress=bar,
             )
         finally:
             bar.close()
-        self._note_input_errors(run, selection)
+        if plan.selection.errors:
+            runs.add_counters(run.pk, {"input_errors": len(plan.selection.errors)})
+            run.refresh_from_db()
+        self._note_input_errors(plan.selection)
         self._report(run, o)
 
-    def _enqueue(self, selection, stage_kwargs, outputs, params, label):
-        existing = runs.active_duplicate(Run.Kind.VLM, params)
+    def _describe(self, plan):
+        for v in plan.created:
+            self.stdout.write(f"prompt {v.name} synced as new version {v.content_hash[:12]}")
+        version, active = plan.version, plan.active
+        if active is None or active.pk != version.pk:
+            self.stdout.write(self.style.WARNING(
+                f"prompt {version.name} is not the active prompt ({active.name if active else 'none'}): verdicts "
+                "are stored for comparison but image decisions are left as they are"))
+        s = plan.selection.stats
+        if s.get("paths"):
+            self.stdout.write(f"inputs: {s['paths']} files, {s['known']} already stored, {s['ingested']} ingested, "
+                              f"{s['failed']} failed")
+        self.stdout.write(f"judging {len(plan.selection.ids)} images with {plan.stage['backend']}/"
+                          f"{plan.stage['model']}, prompt {version.name} ({version.content_hash[:12]})")
+
+    def _enqueue(self, plan):
+        existing = runs.active_duplicate(Run.Kind.VLM, plan.params)
+        try:
+            run = launch_vlm(None, plan=plan)
+        except LaunchError as exc:
+            raise CommandError(str(exc)) from None
         if existing is not None:
             self.stdout.write(self.style.WARNING(f"the same work is already {existing.status} as run #{existing.pk}"))
             return
-        if outputs:
-            outputs = {**outputs, "selection": save_selection(selection.as_json(), default_storage)}
-        size = max(1, settings.SCENEIMG_VLM_BATCH_SIZE)
-        chunks = [selection.ids[i:i + size] for i in range(0, len(selection.ids), size)] or [[]]
-        batches = [
-            (f"b{n}", {**stage_kwargs, "image_ids": chunk, "outputs": outputs or None, "batch_key": f"b{n}"})
-            for n, chunk in enumerate(chunks)
-        ]
-        run = runs.launch(Run.Kind.VLM, jobs.filter_vlm_job, params, queue=queues.VLM, label=label, batches=batches)
-        self._note_input_errors(run, selection)
+        self._note_input_errors(plan.selection)
         self.stdout.write(self.style.SUCCESS(
-            f"run #{run.pk}: {len(selection.ids)} images in {run.jobs_total} job(s) on the '{queues.VLM}' queue "
-            f"(status {run.status})"))
+            f"run #{run.pk}: {len(plan.selection.ids)} images in {run.jobs_total} job(s) on the '{queues.VLM}' "
+            f"queue (status {run.status})"))
 
-    def _note_input_errors(self, run, selection):
-        """Inputs that never became images (unreadable, rejected by ingest) are counted on the run too."""
-        if selection.errors:
-            runs.add_counters(run.pk, {"input_errors": len(selection.errors)})
-            run.refresh_from_db()
-            for e in selection.errors[:5]:
-                self.stdout.write(self.style.WARNING(f"input {e.get('path') or e.get('image_id')}: {e['error']}"))
+    def _note_input_errors(self, selection):
+        """Inputs that never became images (unreadable, rejected by ingest); the run counts them too."""
+        for e in selection.errors[:5]:
+            self.stdout.write(self.style.WARNING(f"input {e.get('path') or e.get('image_id')}: {e['error']}"))
 
     def _report(self, run, o):
         c = run.counters

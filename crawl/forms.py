@@ -1,0 +1,165 @@
+"""Launch forms for crawl's stages, shared by the runs page and the admin. Each form's params() gives
+what its command's flags give, so the same work launched either way is the same Run."""
+import hashlib
+from pathlib import Path
+
+from django import forms
+from django.conf import settings
+
+from crawl import baidu_similar, launch
+from crawl import queries as builtin_queries
+from crawl.ingest import FILTER_KEYS
+from curation.models import Image
+
+MAX_SEED_BYTES = 20 * 1024 * 1024
+
+
+class IngestFilterFields(forms.Form):
+    min_width = forms.IntegerField(required=False, min_value=1)
+    min_height = forms.IntegerField(required=False, min_value=1)
+    max_aspect = forms.FloatField(required=False, min_value=1.0)
+
+    def filters(self):
+        return {k: self.cleaned_data[k] for k in FILTER_KEYS}
+
+
+class CrawlFields(IngestFilterFields):
+    debug = forms.BooleanField(required=False, help_text="verbose log, relaxed size/aspect filters")
+    timestamp_subdir = forms.BooleanField(required=False, label="Timestamp label",
+                                          help_text="label the run with the time (and its --output subfolder)")
+    label = forms.CharField(required=False, max_length=200)
+    output = forms.CharField(required=False, max_length=1000, label="Also write files to (server folder)",
+                             help_text="the old folder layout with sidecar JSON; leave empty for none")
+    per_host = forms.IntegerField(required=False, min_value=1, max_value=64, help_text="downloads at once per host")
+
+    def common(self):
+        c = self.cleaned_data
+        label = c["label"] or (launch.timestamp_label() if c["timestamp_subdir"] else "")
+        return {"per_host": c["per_host"], "debug": c["debug"], "output": c["output"] or None, "label": label,
+                **self.filters()}
+
+
+class KeywordCrawlForm(CrawlFields):
+    queries = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False,
+                              help_text="one query per line (like --query / --query-file)")
+    default_queries = forms.BooleanField(
+        required=False, help_text=f"add the {len(builtin_queries.DEFAULT_QUERIES)} built-in indoor queries")
+    limit_per_query = forms.IntegerField(min_value=1, max_value=2000, initial=200)
+    batch_size = forms.IntegerField(min_value=1, max_value=64, initial=20)
+    field_order = ["queries", "default_queries", "limit_per_query", "batch_size"]  # then the shared ones
+
+    def clean(self):
+        data = super().clean()
+        qs = builtin_queries.collect((data.get("queries") or "").splitlines(), None, data.get("default_queries"))
+        if not qs:
+            raise forms.ValidationError("Give at least one query, or tick the built-in queries.")
+        data["query_list"] = qs
+        return data
+
+    def params(self):
+        c = self.cleaned_data
+        return launch.crawl_params(c["query_list"], limit_per_query=c["limit_per_query"],
+                                   batch_size=c["batch_size"], **self.common())
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleImageField(forms.FileField):
+    widget = MultipleFileInput
+
+    def clean(self, data, initial=None):
+        if not data:
+            return []
+        files = data if isinstance(data, (list, tuple)) else [data]
+        return [super(MultipleImageField, self).clean(f, initial) for f in files]
+
+
+class SimilarForm(CrawlFields):
+    seeds = MultipleImageField(required=False, label="Upload seed images")
+    seed_image_ids = forms.CharField(required=False, label="Or images in the collection (ids)",
+                                     help_text="comma or space separated, like --seed-image-id")
+    limit_per_seed = forms.IntegerField(min_value=1, max_value=2000, initial=150)
+    batch_size = forms.IntegerField(min_value=1, max_value=64, initial=16)
+    max_concurrent = forms.IntegerField(min_value=1, max_value=16, initial=3, help_text="seeds at once")
+    dhash_threshold = forms.IntegerField(min_value=0, max_value=64, initial=18)
+    dhash_min_distance = forms.IntegerField(min_value=0, max_value=64, initial=4)
+    no_phash = forms.BooleanField(required=False, help_text="turn the dHash window off")
+    no_dedup = forms.BooleanField(required=False, help_text="fetch URLs seen before again")
+    field_order = ["seeds", "seed_image_ids", "limit_per_seed", "batch_size", "max_concurrent"]
+
+    def clean_seed_image_ids(self):
+        raw = self.cleaned_data["seed_image_ids"].replace(",", " ").split()
+        try:
+            ids = [int(x) for x in raw]
+        except ValueError:
+            raise forms.ValidationError("Image ids are numbers.") from None
+        missing = sorted(set(ids) - set(Image.objects.filter(pk__in=ids).values_list("pk", flat=True)))
+        if missing:
+            raise forms.ValidationError(f"No image with id {', '.join(map(str, missing))}.")
+        return ids
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("seeds") and not data.get("seed_image_ids"):
+            raise forms.ValidationError("Upload seed images or give image ids.")
+        for f in data.get("seeds") or []:
+            if f.size > MAX_SEED_BYTES:
+                raise forms.ValidationError(f"{f.name} is over {MAX_SEED_BYTES // 2**20} MB.")
+        if (not data.get("no_phash") and data.get("dhash_min_distance") is not None
+                and data.get("dhash_threshold") is not None and data["dhash_min_distance"] > data["dhash_threshold"]):
+            raise forms.ValidationError("The minimum distance is above the threshold: nothing would be kept.")
+        return data
+
+    def params(self):
+        c = self.cleaned_data
+        seeds = [baidu_similar.store_seed_upload(f.name, f.read()) for f in c["seeds"] or []]
+        seeds += [{"image_id": i} for i in c["seed_image_ids"]]
+        return launch.similar_params(
+            seeds, limit_per_seed=c["limit_per_seed"], batch_size=c["batch_size"],
+            max_concurrent=c["max_concurrent"], dhash_threshold=c["dhash_threshold"],
+            dhash_min_distance=c["dhash_min_distance"], use_dhash=not c["no_phash"], dedup=not c["no_dedup"],
+            **self.common())
+
+
+class FolderImportForm(IngestFilterFields):
+    path = forms.CharField(label="Folder on the server", max_length=1000)
+    recursive = forms.BooleanField(required=False, label="Include subfolders")
+    label = forms.CharField(required=False, max_length=200)
+    field_order = ["path", "recursive", "label"]
+
+    def clean_path(self):
+        path = Path(self.cleaned_data["path"]).expanduser()
+        if not path.is_absolute():
+            raise forms.ValidationError("Give an absolute path on the server.")
+        if not path.is_dir():
+            raise forms.ValidationError(f"{path} is not a folder on the server.")
+        return str(path.resolve())
+
+    def params(self):
+        c = self.cleaned_data
+        return launch.import_folder_params(c["path"], recursive=c["recursive"], label=c["label"], **self.filters())
+
+
+class UrlListForm(IngestFilterFields):
+    urls = forms.CharField(label="URLs (one per line, or JSONL with url, page_url, title)",
+                           widget=forms.Textarea(attrs={"rows": 5}), max_length=5_000_000)
+    label = forms.CharField(required=False, max_length=200)
+    workers = forms.IntegerField(min_value=1, max_value=64, initial=8)
+    field_order = ["urls", "label", "workers"]
+
+    def params(self):
+        c = self.cleaned_data
+        return launch.import_urls_params(save_url_list(c["urls"]), label=c["label"], workers=c["workers"],
+                                         **self.filters())
+
+
+def save_url_list(text):
+    """Pasted URLs become a file the import job reads (content-addressed, so a retry reuses it)."""
+    folder = Path(settings.VAR_DIR) / "url-lists"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(text.encode()).hexdigest()}.txt"
+    if not path.exists():
+        path.write_text(text, encoding="utf-8")
+    return str(path)

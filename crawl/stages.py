@@ -1,0 +1,35 @@
+"""Everything crawl adds to curation's pages and runs, registered from CrawlConfig.ready()."""
+from crawl import filters, forms, launch
+from curation import registry
+
+
+def _sources(image):
+    return {"sources": list(image.sources.order_by("pk")[:200])}
+
+
+def _export_sources(image):
+    return {"sources": [
+        {"provider": s.provider, "url": s.url, "page_url": s.page_url, "title": s.title, "query": s.query,
+         "seed_image_id": s.seed_image_id, "seed_name": s.seed_name, "rank": s.rank, "outcome": s.outcome}
+        for s in image.sources.all()
+    ]}
+
+
+def _csv_sources(row):
+    return {"source_urls": " ".join(s["url"] for s in row["sources"] if s["url"]),
+            "queries": "; ".join(sorted({s["query"] for s in row["sources"] if s["query"]}))}
+
+
+def register():
+    registry.register_stage("crawl", "Baidu keyword crawl", forms.KeywordCrawlForm, launch.launch_crawl, order=10)
+    registry.register_stage("similar", "Baidu reverse-image expansion", forms.SimilarForm, launch.launch_similar,
+                            order=20)
+    registry.register_stage("import_folder", "Folder import", forms.FolderImportForm, launch.launch_import_folder,
+                            order=30)
+    registry.register_stage("import_urls", "URL-list import", forms.UrlListForm, launch.launch_import_urls, order=40)
+    registry.register_filter(filters.FIELDS, filters.sighted, order=10)
+    registry.register_filter_panel("crawl/_filters_source.html", filters.panel_choices, order=10)
+    registry.register_detail_panel("crawl/_detail_sources.html", _sources, order=10)
+    registry.register_export_fields(_export_sources, prefetch=("sources",), csv=_csv_sources,
+                                    csv_columns=("source_urls", "queries"), order=20)
+    registry.register_run_images(filters.images_of_runs)

@@ -1,0 +1,126 @@
+"""What crawl and vlm add to curation's pages and runs, registered from their AppConfig.ready().
+
+curation is the base app and imports neither crawl nor vlm. They call these functions from their
+own `stages.py`, the way apps register models with django.contrib.admin:
+
+- stages: a form and a launch function, shown on the runs page and in the admin;
+- gallery filters: querystring names and the function that applies them to an Image queryset;
+- filter panels: a template (and its context) for the gallery's filter sidebar;
+- detail panels: a template (and its context) on the image detail page;
+- export fields: what an app adds to each exported image's metadata;
+- run images: how to find the images a run brought in or judged.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+
+class LaunchError(Exception):
+    """A launch refused for a reason the person can fix; its text is shown as it is."""
+
+
+def can_launch(user):
+    """Who may launch runs, from the runs page or the admin: staff with the 'add run' permission."""
+    return user.is_authenticated and user.is_staff and user.has_perm("curation.add_run")
+
+
+@dataclass(frozen=True)
+class Stage:
+    key: str
+    title: str
+    form: type
+    launch: Callable  # (cleaned_data, user) -> Run; raises LaunchError
+    order: int
+
+
+@dataclass(frozen=True)
+class GalleryFilter:
+    fields: dict  # querystring name -> what it does
+    apply: Callable  # (queryset, QueryDict) -> queryset; raises gallery.FilterError
+    order: int
+
+
+@dataclass(frozen=True)
+class Panel:
+    template: str
+    context: Callable  # (request or image, ...) -> dict merged into the template's context
+    order: int
+
+
+@dataclass(frozen=True)
+class ExportFields:
+    prefetch: tuple  # prefetch_related lookups the fields need
+    fields: Callable  # (image) -> dict merged into the image's metadata row
+    csv: Callable  # (metadata row) -> dict of flat CSV columns
+    csv_columns: tuple
+    order: int
+
+
+_stages: dict[str, Stage] = {}
+_filters: list[GalleryFilter] = []
+_filter_panels: list[Panel] = []
+_detail_panels: list[Panel] = []
+_export_fields: list[ExportFields] = []
+_run_images: list[Callable] = []
+
+
+def _replace(items, item, same):
+    # ready() may run twice in tests that reload apps; a second registration replaces the first.
+    items[:] = [i for i in items if not same(i)] + [item]
+    items.sort(key=lambda i: i.order)
+
+
+def register_stage(key, title, form, launch, *, order=100):
+    _stages[key] = Stage(key, title, form, launch, order)
+
+
+def stages():
+    return sorted(_stages.values(), key=lambda s: s.order)
+
+
+def stage(key):
+    return _stages.get(key)
+
+
+def register_filter(fields, apply, *, order=100):
+    _replace(_filters, GalleryFilter(dict(fields), apply, order), lambda f: f.apply is apply)
+
+
+def gallery_filters():
+    return list(_filters)
+
+
+def register_filter_panel(template, context, *, order=100):
+    """context(params) -> dict: the choices the panel's template lists (params: the gallery's QueryDict)."""
+    _replace(_filter_panels, Panel(template, context, order), lambda p: p.template == template)
+
+
+def filter_panels():
+    return list(_filter_panels)
+
+
+def register_detail_panel(template, context, *, order=100):
+    """context(image) -> dict for the panel's template on the image detail page."""
+    _replace(_detail_panels, Panel(template, context, order), lambda p: p.template == template)
+
+
+def detail_panels():
+    return list(_detail_panels)
+
+
+def register_export_fields(fields, *, prefetch=(), csv=None, csv_columns=(), order=100):
+    item = ExportFields(tuple(prefetch), fields, csv or (lambda row: {}), tuple(csv_columns), order)
+    _replace(_export_fields, item, lambda e: e.fields is fields)
+
+
+def export_fields():
+    return list(_export_fields)
+
+
+def register_run_images(images_of_runs):
+    """images_of_runs(run queryset) -> a queryset of Image ids that those runs brought in or judged."""
+    if images_of_runs not in _run_images:
+        _run_images.append(images_of_runs)
+
+
+def run_image_querysets(runs):
+    return [images_of_runs(runs) for images_of_runs in _run_images]
