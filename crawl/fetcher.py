@@ -10,6 +10,7 @@ import random
 import socket
 import threading
 import time
+from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -17,6 +18,7 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +111,6 @@ class _GuardMixin:
     allow_private = ()
 
     def _new_conn(self):
-        from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-
         try:
             return guarded_create_connection(
                 self._dns_host, self.port, self.timeout, self.allow_private,
@@ -162,8 +162,6 @@ def _retry_after(resp):
     try:
         return min(max(float(value), 0.0), MAX_RETRY_AFTER)
     except ValueError:
-        from email.utils import parsedate_to_datetime
-
         try:
             delta = parsedate_to_datetime(value).timestamp() - time.time()
             return min(max(delta, 0.0), MAX_RETRY_AFTER)

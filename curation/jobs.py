@@ -6,13 +6,11 @@ from django.contrib.auth import get_user_model
 
 from curation import export, review, runs
 from curation.neardup import find_duplicates
+from curation.scoring import DecisionRule, score_images
 
 
 def clip_batch_job(run_id, image_ids, rule=None, device=None, batch_size=None):
     """One batch of a CLIP run; several workers share a run's batches."""
-    # scoring pulls in numpy and Pillow pipelines that only score workers need.
-    from curation.scoring import DecisionRule, score_images
-
     return runs.run_job(run_id, lambda t: score_images(
         t, image_ids, rule=DecisionRule(**(rule or {})), device=device, batch_size=batch_size, set_total=False))
 

@@ -16,6 +16,7 @@ import django_rq
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from rq import Callback
 from rq.exceptions import NoSuchJobError
@@ -65,8 +66,6 @@ class Tracker:
             self.progress.total = (self.progress.total or 0) + n
             self.progress.refresh()
         if self.run is not None:
-            from django.db.models.functions import Coalesce
-
             Run.objects.filter(pk=self.run.pk).update(total=Coalesce("total", 0) + n)
 
     def flush(self):

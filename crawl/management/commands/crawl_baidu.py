@@ -1,3 +1,4 @@
+import logging
 from pathlib import Path
 
 from django.core.management.base import CommandError
@@ -41,8 +42,6 @@ class Command(StageCommand):
             if opts[name] is not None and opts[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
         if opts["debug"]:
-            import logging
-
             logging.getLogger("crawl").setLevel(logging.INFO)
         label = opts["label"] or (launch.timestamp_label() if opts["timestamp_subdir"] else "")
         output = str(Path(opts["output"]).resolve()) if opts["output"] else None

@@ -1,3 +1,4 @@
+import logging
 from pathlib import Path
 
 from django.core.management.base import CommandError
@@ -60,8 +61,6 @@ class Command(StageCommand):
         if opts["dhash_min_distance"] > opts["dhash_threshold"] and not opts["no_phash"]:
             raise CommandError("--dhash-min-distance is above --dhash-threshold: every candidate would be dropped")
         if opts["debug"]:
-            import logging
-
             logging.getLogger("crawl").setLevel(logging.INFO)
         if opts["enqueue"]:  # a worker on another machine cannot read this machine's folder
             seeds = [baidu_similar.store_seed_upload(s["name"], Path(s["path"]).read_bytes()) if "path" in s else s

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.clip import ModelConfigError, ModelWeightsMissing, clip_checkpoint, resolve_clip_spec
+from curation.detector import detector_checkpoint, resolve_detector_spec
 
 
 class Command(BaseCommand):
@@ -15,8 +16,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-detector", action="store_true", help="skip the Faster R-CNN weights")
 
     def handle(self, *args, **opts):
-        from curation.detector import detector_checkpoint, resolve_detector_spec
-
         try:
             spec = resolve_clip_spec(opts["model"], opts["pretrained"])
             if spec.uncalibrated:

@@ -2,6 +2,7 @@ from django.core.management.base import CommandError
 
 from curation import launch
 from curation.clip import ModelConfigError, ModelWeightsMissing, check_clip_weights
+from curation.detector import check_detector_weights
 from curation.models import Run
 from curation.scoring import DecisionRule, InputError, key_for_settings, score_images, select_image_ids
 from curation.stage_command import StageCommand
@@ -50,8 +51,6 @@ class Command(StageCommand):
         try:
             spec = check_clip_weights()
             if rule.needs_detector:
-                from curation.detector import check_detector_weights
-
                 check_detector_weights()
         except ModelWeightsMissing as exc:
             if not opts["enqueue"]:
