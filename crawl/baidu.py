@@ -28,7 +28,7 @@ from curation.threads import db_pool
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 30  # what the web page asks for; the fake (and probably Baidu) caps rn at 60
-REACHABLE_CAP = 2000  # Baidu serves about 2,000 results per query (QYT #34); deeper pages repeat
+REACHABLE_CAP = 2000  # Baidu serves about 2,000 results per query; deeper pages repeat earlier ones
 REFUSED_QUERIES_BEFORE_STOP = 2  # consecutive refused queries: Baidu is blocking us, stop the run
 ACCEPT_LANGUAGE = "zh-CN,zh;q=0.9,en;q=0.8"
 
@@ -108,7 +108,7 @@ class KeywordClient:
         return self.fetcher.get(url, **kw)
 
     def warm_up(self, query=""):
-        """Visit the home page and the search page like a browser: Baidu sets BAIDUID there (SXNG #6314)."""
+        """Visit the home page and the search page like a browser: Baidu sets BAIDUID there (SearXNG does the same)."""
         headers = browser_headers(self.base + "/")
         self._get(self.base + "/", headers={**headers, "Accept": "text/html,application/xhtml+xml,*/*"})
         if query:
@@ -158,7 +158,7 @@ class KeywordClient:
             try:
                 payload = loads_tolerant(text)
             except NotJson as exc:
-                last = f"not JSON: {exc}"  # June 2020 (KONG #12): a block page, not a parse bug
+                last = f"not JSON: {exc}"  # a body that is not JSON is a block page, so it is retried like a refusal
                 continue
             if is_antiflag(payload):
                 last = f"antiFlag: {payload.get('message', '')}".strip()

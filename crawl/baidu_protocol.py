@@ -20,7 +20,7 @@ _ENCODE_TABLE = str.maketrans(_CIPHER_OUT, _CIPHER_IN)
 
 
 def is_encrypted_url(value):
-    """Plain URLs must not go through the table: it would scramble them (idx 70773803623)."""
+    """Plain URLs (Baidu sends some objURLs unencrypted) must not go through the table: it would scramble them."""
     return value.startswith("ippr") or any(token in value for token, _ in _TOKENS)
 
 
@@ -85,7 +85,7 @@ def loads_tolerant(text):
         return json.loads(text, strict=False)
     except json.JSONDecodeError:
         pass
-    # icrawler/SXNG repair: drop the backslash of escapes JSON does not know (\' most often).
+    # The repair icrawler and SearXNG make: drop the backslash of escapes JSON does not know (\' most often).
     repaired = _BAD_ESCAPE.sub("", text)
     try:
         return json.loads(repaired, strict=False)
@@ -139,7 +139,7 @@ def _replace_urls(item):
         url = unwrap_gimg2(decode_url(url))
         if url and url not in urls:
             urls.append(url)
-    # QYT prefers the second entry when there are two: it is more often the live copy.
+    # Image-Downloader prefers the second entry when there are two: it is more often the live copy.
     return list(reversed(urls))
 
 
