@@ -10,7 +10,7 @@ latency, which adds queueing behind busy workers, is printed next to it.
     .venv/bin/python bench/gallery_latency.py --reseed        # drop the rows and seed again
     .venv/bin/python bench/gallery_latency.py --images 100000 --requests 160
 
-Anchor: p95 server time <= 50 ms (issue 6). Each line prints its ratio to it.
+Anchor: p95 server time per request <= 50 ms. Each line prints its ratio to it.
 """
 import argparse
 import os

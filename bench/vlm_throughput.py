@@ -3,7 +3,7 @@
 The fake answers every request after a fixed latency (500 ms by default), so the ceiling is
 workers / latency; what the figure measures is our overhead on top: threads, the official client,
 image downscaling, batched upserts and decisions. Every point also checks that no verdict was lost
-or written twice. Anchor: 100 verdicts/s at 64 workers on 2 cores (issue 5).
+or written twice. Anchor: 100 verdicts/s with 64 workers on 2 cores.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test .venv/bin/python bench/vlm_throughput.py
     .venv/bin/python bench/vlm_throughput.py --workers 1,8,64 --latency 0.5 --backend ollama-local
