@@ -86,6 +86,17 @@ def test_job_that_raises_fails_its_run(worker_env, redis_conn):
     assert "does not exist" in run.error
 
 
+def test_a_job_that_cannot_start_fails_its_run(worker_env, redis_conn):
+    # The worker cannot find the job's function (renamed by a deploy in between): no stage runs, so
+    # only the queue's failure callback can tell the run.
+    run = runs.launch("import", "tests.curation.slow_jobs.renamed_job", {"file": "/x"}, queue=queues.CRAWL)
+    worker = start_worker(worker_env, queues.CRAWL)
+    out, _ = worker.communicate(timeout=120)
+    run.refresh_from_db()
+    assert run.status == "failed", out.decode()[-2000:]
+    assert "renamed_job" in run.error
+
+
 def test_a_job_over_its_queue_timeout_fails_its_run(worker_env, redis_conn, settings):
     from rq.job import Job
 
