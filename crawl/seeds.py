@@ -13,8 +13,10 @@ import numpy as np
 
 from crawl import ingest
 from crawl.baidu_similar import SEED_SUFFIXES, hamming
-from curation.models import Decision, Image
-from curation.neardup import SEED_COPY_PREFIX
+from curation import decisions
+from curation.models import AutoStage, Decision, Image
+
+SEED_COPY_PREFIX = "copy of seed "  # the reason on an image rejected as a copy of a seed
 
 
 class SeedDirError(Exception):
@@ -128,7 +130,8 @@ def remove_seed_duplicates(seed_dir, *, threshold=2, output_dir=None, dry_run=Fa
     report.rejected = len(copies) - len(decided)
     if not dry_run:
         for name, ids in by_seed.items():
-            Image.objects.filter(pk__in=ids).set_auto_decision(Decision.REJECT, f"{SEED_COPY_PREFIX}{name}")
+            decisions.decide(AutoStage.SEED_COPY, [
+                {"id": pk, "decision": Decision.REJECT, "reason": f"{SEED_COPY_PREFIX}{name}"} for pk in ids])
     if output_dir:
         if not Path(output_dir).is_dir():
             raise SeedDirError(f"output folder {output_dir} does not exist")

@@ -1,44 +1,67 @@
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from curation import admin_launch, registry, runs
 from curation.models import FilterScore, Image, Review, Run
 
 
-@admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
-    list_display = ("id", "sha256", "width", "height", "format", "final_decision", "auto_decision",
-                    "human_decision", "created_at")
-    list_filter = ("final_decision", "auto_decision", "human_decision", "format", "uncalibrated")
-    search_fields = ("sha256",)
-    readonly_fields = ("sha256", "file", "thumbnail", "width", "height", "format", "byte_size", "dhash",
-                       "created_at")
+class HistoryAdmin(admin.ModelAdmin):
+    """History is viewed and filtered here, never edited: decisions change on the image's page, where
+    every change writes a Review; scores, verdicts and sightings come only from their stages."""
+
     show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Image)
+class ImageAdmin(HistoryAdmin):
+    list_display = ("id", "sha256", "width", "height", "format", "final_decision", "auto_decision", "auto_stage",
+                    "human_decision", "review_link", "created_at")
+    list_filter = ("final_decision", "auto_decision", "auto_stage", "human_decision", "format", "uncalibrated")
+    search_fields = ("sha256",)
+
+    @admin.display(description="review")
+    def review_link(self, image):
+        return format_html('<a href="{}">decide on its page</a>', reverse("curation:image_detail", args=[image.pk]))
 
 
 @admin.register(FilterScore)
-class FilterScoreAdmin(admin.ModelAdmin):
+class FilterScoreAdmin(HistoryAdmin):
     list_display = ("image", "scorer_key", "indoor_margin", "moderate_margin", "object_count", "passed",
                     "uncalibrated")
     list_filter = ("passed", "uncalibrated", "scorer_key")
-    raw_id_fields = ("image", "run")
-    show_full_result_count = False
 
 
 @admin.register(Review)
-class ReviewAdmin(admin.ModelAdmin):
+class ReviewAdmin(HistoryAdmin):
     list_display = ("image", "user", "old", "new", "note", "created_at")
-    raw_id_fields = ("image",)
-    show_full_result_count = False
+    list_filter = ("new",)
 
 
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
     list_display = ("id", "kind", "label", "status", "summary", "created_by", "created_at", "finished_at")
     list_filter = ("kind", "status")
-    readonly_fields = ("work_key", "job_ids", "heartbeat_at", "jobs_total", "jobs_done", "counters",
-                       "started_at", "finished_at")
     actions = ["cancel_runs"]
     change_list_template = "admin/curation/run/change_list.html"
+
+    def has_add_permission(self, request):
+        return False  # a run comes from a launch (see the launch pages), never from a bare row
+
+    def has_change_permission(self, request, obj=None):
+        return False  # its status and counters are the workers' to write
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # sightings, scores and reviews point at it: the record of where things came from
 
     def get_urls(self):
         return admin_launch.launch_urls(self) + super().get_urls()

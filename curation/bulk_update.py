@@ -11,20 +11,19 @@ from django.db import connection, transaction
 CHUNK = 2000
 
 
-def update_rows(model, rows, fields, *, final_from_auto=False):
-    """Write `fields` of each row (a dict with "id"). With final_from_auto, final_decision becomes
-    human_decision if a person decided, else the new auto_decision: human decisions are never touched."""
+def update_rows(model, rows, fields):
+    """Write `fields` of each row (a dict with "id"). Decisions go through curation/decisions.py instead."""
     if not rows:
         return 0
     fields = list(fields)
     if connection.vendor == "postgresql":
-        return _update_from_values(model, rows, fields, final_from_auto, postgres=True)
+        return _update_from_values(model, rows, fields, postgres=True)
     if connection.vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 33):
-        return _update_from_values(model, rows, fields, final_from_auto, postgres=False)
-    return _update_generic(model, rows, fields, final_from_auto)
+        return _update_from_values(model, rows, fields, postgres=False)
+    return _update_generic(model, rows, fields)
 
 
-def _update_from_values(model, rows, fields, final_from_auto, *, postgres):
+def _update_from_values(model, rows, fields, *, postgres):
     meta = model._meta
     q = connection.ops.quote_name
     table = q(meta.db_table)
@@ -41,9 +40,6 @@ def _update_from_values(model, rows, fields, final_from_auto, *, postgres):
         alias = "v"
         refs = [f"v.column{n + 1}" for n in range(len(names))]
     sets = [f"{n} = {r}" for n, r in zip(names[1:], refs[1:], strict=True)]
-    if final_from_auto:
-        auto_ref = refs[1 + fields.index("auto_decision")]
-        sets.append(f'"final_decision" = COALESCE({table}."human_decision", {auto_ref})')
     done = 0
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start:start + CHUNK]
@@ -72,16 +68,13 @@ def _db_value(field, value):
     return value
 
 
-def _update_generic(model, rows, fields, final_from_auto):
+def _update_generic(model, rows, fields):
     by_id = {row["id"]: row for row in rows}
     with transaction.atomic():
-        objs = list(model.objects.filter(pk__in=list(by_id)).only("pk", "human_decision") if final_from_auto
-                    else (model(pk=i) for i in by_id))
+        objs = [model(pk=i) for i in by_id]
         for obj in objs:
             for name in fields:
                 setattr(obj, model._meta.get_field(name).attname, by_id[obj.pk][name])
-            if final_from_auto:
-                obj.final_decision = obj.human_decision or obj.auto_decision
-        model.objects.bulk_update(objs, fields + (["final_decision"] if final_from_auto else []), batch_size=500)
+        model.objects.bulk_update(objs, fields, batch_size=500)
     return len(objs)
 

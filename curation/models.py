@@ -1,7 +1,6 @@
 """What an image is and what we decided about it."""
 from django.conf import settings
 from django.db import models
-from django.db.models.functions import Coalesce
 
 
 class Decision(models.TextChoices):
@@ -9,14 +8,14 @@ class Decision(models.TextChoices):
     REJECT = "reject", "Reject"
 
 
-class ImageQuerySet(models.QuerySet):
-    def set_auto_decision(self, decision, reason):
-        """Bulk-set the automatic decision; a human decision still wins in final_decision."""
-        return self.update(
-            auto_decision=decision,
-            auto_reason=reason[:500],
-            final_decision=Coalesce(models.F("human_decision"), models.Value(decision)),
-        )
+class AutoStage(models.IntegerChoices):
+    """Which stage made an image's automatic decision, ranked: a stage may replace the decision of a
+    stage ranked at or below its own, never one above (see curation/decisions.py)."""
+
+    CLIP = 10, "CLIP"
+    VLM = 30, "VLM"
+    NEAR_DUPLICATE = 80, "near-duplicate"
+    SEED_COPY = 90, "copy of a seed"
 
 
 class Image(models.Model):
@@ -35,6 +34,7 @@ class Image(models.Model):
 
     auto_decision = models.CharField(max_length=8, choices=Decision.choices, null=True, blank=True)
     auto_reason = models.CharField(max_length=500, blank=True)
+    auto_stage = models.PositiveSmallIntegerField(choices=AutoStage.choices, null=True, blank=True)
     human_decision = models.CharField(max_length=8, choices=Decision.choices, null=True, blank=True)
     final_decision = models.CharField(max_length=8, choices=Decision.choices, null=True, blank=True)
 
@@ -49,7 +49,6 @@ class Image(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="dup_members"
     )
 
-    objects = ImageQuerySet.as_manager()
 
     class Meta:
         indexes = [
@@ -101,6 +100,8 @@ class Review(models.Model):
     new = models.CharField(max_length=8, choices=Decision.choices, null=True, blank=True)
     note = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Made by the browser for one key press: the same id sent again (a retry) is the same decision.
+    client_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
 
     class Meta:
         indexes = [models.Index(fields=["image", "-created_at"], name="review_image_time")]
@@ -173,3 +174,57 @@ class Run(models.Model):
         if self.kind in (self.Kind.CRAWL, self.Kind.SIMILAR, self.Kind.IMPORT):
             return ("stored", "duplicate", "invalid", "error")
         return [k for k in self.counters if not k.startswith("_")]
+
+
+class Snapshot(models.Model):
+    """An export's selection frozen at one moment: which images, and what was known about each.
+
+    Immutable once complete: exporting it again, however much later, writes the same bytes. Rows are
+    written in chunks while `complete` is False; an incomplete snapshot is never listed or exported.
+    """
+
+    name = models.CharField(max_length=200, blank=True)
+    filter = models.CharField(max_length=2000, blank=True)  # the gallery querystring that chose the images
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    # Also the timestamp of every entry in its archives, so it is fixed before any row is written.
+    created_at = models.DateTimeField(db_index=True)
+    run = models.ForeignKey("curation.Run", null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="snapshots")
+    image_count = models.IntegerField(default=0)
+    # sha256 over the frozen rows in image order: a re-export checks nothing changed underneath it.
+    digest = models.CharField(max_length=64, blank=True)
+    # Code version, CLIP model and prompt set, VLM prompt texts: what produced the frozen decisions.
+    provenance = models.JSONField(default=dict, blank=True)
+    complete = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"snapshot #{self.pk}" + (f" {self.name}" if self.name else "")
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValueError("snapshots are immutable: freeze a new one instead of editing this one")
+        super().save(*args, **kwargs)
+
+
+class SnapshotImage(models.Model):
+    """One image in a snapshot, with its export metadata as it was when the snapshot was frozen."""
+
+    snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="rows")
+    # PROTECT: an image (and so its stored file) outlives every snapshot that holds it.
+    image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="snapshot_rows")
+    final_decision = models.CharField(max_length=8, choices=Decision.choices, null=True, blank=True)
+    # The export record (curation.export.record) as canonical JSON text: exactly its metadata.jsonl line.
+    # Text rather than a JSON column, whose storage may reorder keys or rewrite numbers (-0.0, 1e-07).
+    record = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["snapshot", "image"], name="uniq_snapshot_image")]
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValueError("snapshot rows are immutable")
+        super().save(*args, **kwargs)

@@ -21,13 +21,13 @@ import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 
+from curation import decisions
 from curation.bulk_update import update_rows
-from curation.models import Decision, FilterScore, Image
+from curation.models import AutoStage, Decision, FilterScore, Image
 
 log = logging.getLogger(__name__)
 
 REASON_PREFIX = "near-duplicate of #"
-SEED_COPY_PREFIX = "copy of seed "  # crawl.seeds rejects copies of seed images with this reason
 LOCK_ID = 0x5CE1D0  # Postgres advisory lock: one group writer at a time
 _MAX_TABLE_BITS = 24
 _EXPAND_BLOCK = 4_000_000  # candidate pairs materialised at once
@@ -285,23 +285,23 @@ def _apply(ids, reps, current_groups, released_candidates=None):
 
     members = (reps != -1) & (reps != ids)
     member_rep = dict(zip(ids[members].tolist(), reps[members].tolist(), strict=True))
-    decision_rows = []
+    rejections = []
     member_ids = list(member_rep)
     for start in range(0, len(member_ids), 10000):
         chunk = member_ids[start:start + 10000]
-        for pk, auto, reason, human in Image.objects.filter(id__in=chunk).values_list(
-                "id", "auto_decision", "auto_reason", "human_decision"):
+        for pk, stage, reason, human in Image.objects.filter(id__in=chunk).values_list(
+                "id", "auto_stage", "auto_reason", "human_decision"):
             want = f"{REASON_PREFIX}{member_rep[pk]}"
-            if human == Decision.KEEP or (auto == Decision.REJECT and reason == want):
+            if human == Decision.KEEP or (stage == AutoStage.NEAR_DUPLICATE and reason == want):
                 continue
-            decision_rows.append({"id": pk, "auto_decision": Decision.REJECT, "auto_reason": want})
-    released = Image.objects.filter(auto_reason__startswith=REASON_PREFIX)
+            rejections.append({"id": pk, "decision": Decision.REJECT, "reason": want})
+    released = Image.objects.filter(auto_stage=AutoStage.NEAR_DUPLICATE)
     if released_candidates is not None:
         released = released.filter(id__in=list(released_candidates))
     released_ids = [pk for pk in released.values_list("id", flat=True) if pk not in member_rep]
-    decision_rows += _restored_decisions(released_ids)
-    update_rows(Image, decision_rows, ["auto_decision", "auto_reason"], final_from_auto=True)
-    stats["rejected"] = sum(1 for r in decision_rows if r["auto_decision"] == Decision.REJECT)
+    decisions.decide(AutoStage.NEAR_DUPLICATE, rejections)
+    decisions.release(AutoStage.NEAR_DUPLICATE, _restored_decisions(released_ids))
+    stats["rejected"] = len(rejections)
     stats["released"] = len(released_ids)
     return stats
 
@@ -318,10 +318,10 @@ def _restored_decisions(ids):
     for pk in ids:
         if pk in latest:
             passed, key = latest[pk]
-            rows.append({"id": pk, "auto_decision": Decision.KEEP if passed else Decision.REJECT,
-                         "auto_reason": f"clip: {'passed' if passed else 'failed'} under {key} (no longer a duplicate)"})
+            rows.append({"id": pk, "decision": Decision.KEEP if passed else Decision.REJECT, "stage": AutoStage.CLIP,
+                         "reason": f"clip: {'passed' if passed else 'failed'} under {key} (no longer a duplicate)"})
         else:
-            rows.append({"id": pk, "auto_decision": None, "auto_reason": ""})
+            rows.append({"id": pk, "decision": None, "reason": "", "stage": None})
     return rows
 
 

@@ -21,12 +21,10 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import default_storage
 
-from curation import registry
-from curation.bulk_update import update_rows
+from curation import decisions, registry
 from curation.clip import get_clip_scorer, resolve_device
 from curation.decode import decode_batch_cpu, decode_batch_tensor, read_stored
-from curation.models import Decision, FilterScore, Image, Run
-from curation.neardup import SEED_COPY_PREFIX
+from curation.models import AutoStage, Decision, FilterScore, Image, Run
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +105,7 @@ def key_for_settings(rule):
 
 @dataclass
 class _Batch:
-    by_id: dict  # id -> (id, file name, human_decision, dup_group_id, auto_reason)
+    by_id: dict  # id -> (id, file name)
     todo: list  # ids that need inference
     reuse: dict  # id -> stored FilterScore values for images already scored under this key
 
@@ -224,8 +222,7 @@ class _Pipeline:
 
 
 def _prepare(chunk, key):
-    rows = list(Image.objects.filter(id__in=chunk).order_by("id").values_list(
-        "id", "file", "human_decision", "dup_group_id", "auto_reason"))
+    rows = list(Image.objects.filter(id__in=chunk).order_by("id").values_list("id", "file"))
     existing = {
         row["image_id"]: row
         for row in FilterScore.objects.filter(scorer_key=key, image_id__in=chunk).values(
@@ -287,17 +284,11 @@ class _Writer:
                 moderate_margin=moderate, object_count=count, passed=passed,
                 uncalibrated=self.uncalibrated, run_id=self.run_id,
             ))
-            _, name, human, dup_group, auto_reason = batch.by_id[image_id]
-            row = {"id": image_id, "clip_indoor_margin": indoor, "clip_moderate_margin": moderate,
-                   "uncalibrated": self.uncalibrated}
+            name = batch.by_id[image_id][1]
+            row = {"id": image_id, "decision": Decision.KEEP if passed else Decision.REJECT, "reason": reason,
+                   "clip_indoor_margin": indoor, "clip_moderate_margin": moderate, "uncalibrated": self.uncalibrated}
             if self.with_counts:
                 row["object_count"] = count
-            # A near-duplicate or a copy of a seed keeps its rejection: passing CLIP does not make a
-            # copy worth keeping.
-            copy = (dup_group is not None and dup_group != image_id) or (auto_reason or "").startswith(SEED_COPY_PREFIX)
-            if not copy:
-                row["auto_decision"] = Decision.KEEP if passed else Decision.REJECT
-                row["auto_reason"] = reason[:500]
             image_rows.append(row)
             if self.csv:
                 self.csv.writerow(
@@ -314,10 +305,8 @@ class _Writer:
         )
         base = ["clip_indoor_margin", "clip_moderate_margin", "uncalibrated"] + (
             ["object_count"] if self.with_counts else [])
-        decided = [r for r in image_rows if "auto_decision" in r]
-        undecided = [r for r in image_rows if "auto_decision" not in r]
-        update_rows(Image, decided, base + ["auto_decision", "auto_reason"], final_from_auto=True)
-        update_rows(Image, undecided, base)
+        # Copies of seeds, near-duplicates and VLM verdicts keep their decision: the rule says so.
+        decisions.decide(AutoStage.CLIP, image_rows, extra_fields=base)
         if self.csv_file:
             self.csv_file.flush()
         if self.output_dir:

@@ -18,16 +18,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, CharField, F, FloatField, Q, Value, When
-from django.db.models.functions import Coalesce
 
-from curation import runs
-from curation.models import Image, Run
-from curation.neardup import REASON_PREFIX as NEAR_DUP_PREFIX
-from curation.neardup import SEED_COPY_PREFIX
+from curation import decisions, runs
+from curation.models import AutoStage, Image, Run
 from vlm import backends as vlm_backends
 from vlm.models import PromptVersion, VlmVerdict
-from vlm.normalise import NormaliseError, final_decision, normalise
+from vlm.normalise import NormaliseError, final_decision, normalise, reply_json, split_tags
 from vlm.prompts import active_version, render_user
 
 log = logging.getLogger(__name__)
@@ -244,28 +240,14 @@ class _Writer:
                 self._set_decisions(judged)
 
     def _set_decisions(self, judged):
-        """auto_decision follows this verdict; final_decision stays the human's where there is one.
-
-        One UPDATE with CASE so a human decision made meanwhile is read by the database, not by us.
-        A copy of a seed or a near-duplicate keeps its rejection (and its reason): the model liking the
-        picture does not make a copy worth keeping. Its vlm_score is still written.
-        """
-        copy = Q(auto_reason__startswith=SEED_COPY_PREFIX) | Q(auto_reason__startswith=NEAR_DUP_PREFIX)
-        decisions, reasons = [When(copy, then=F("auto_decision"))], [When(copy, then=F("auto_reason"))]
-        scores = []
-        for o in judged:
-            decision = final_decision(o.decision, o.score, self.min_score)
-            reason = f"VLM {self.version.name} {self.model} score {o.score:.2f}: {o.reason}"[:500]
-            decisions.append(When(pk=o.image_id, then=Value(decision)))
-            reasons.append(When(pk=o.image_id, then=Value(reason)))
-            scores.append(When(pk=o.image_id, then=Value(o.score)))
-        new_decision = Case(*decisions, output_field=CharField())
-        Image.objects.filter(pk__in=[o.image_id for o in judged]).update(
-            auto_decision=new_decision,
-            auto_reason=Case(*reasons, output_field=CharField()),
-            vlm_score=Case(*scores, output_field=FloatField()),
-            final_decision=Coalesce(F("human_decision"), new_decision),
-        )
+        """auto_decision follows these verdicts where the one rule lets it (a copy of a seed or a
+        near-duplicate keeps its rejection); final_decision stays the human's where there is one.
+        The vlm_score is written either way."""
+        decisions.decide(AutoStage.VLM, [
+            {"id": o.image_id, "decision": final_decision(o.decision, o.score, self.min_score),
+             "reason": f"VLM {self.version.name} {self.model} score {o.score:.2f}: {o.reason}", "vlm_score": o.score}
+            for o in judged
+        ], extra_fields=["vlm_score"])
 
 
 def _summarise_errors(run_id):
@@ -314,7 +296,8 @@ def _load_selection(outputs):
 
         with default_storage.open(outputs["selection"], "rb") as fh:
             return json.load(fh)
-    return {"ids": outputs.get("ids", []), "names": outputs.get("names", {}), "errors": outputs.get("errors", [])}
+    return {"ids": outputs.get("ids", []), "names": outputs.get("names", {}), "errors": outputs.get("errors", []),
+            "entries": outputs.get("entries", [])}
 
 
 def errors_path(output):
@@ -322,14 +305,46 @@ def errors_path(output):
     return Path(output).with_suffix(".errors.json")
 
 
+def errors_document(errors):
+    """The original's errors file, {"count", "errors": {identifier: message}}, with each error's
+    details (image id, path, raw response) beside it."""
+    by_id = {}
+    for e in errors:
+        key = str(e.get("id") or e.get("path") or e.get("image_id"))
+        if key in by_id:  # two failed inputs with one identifier: both stay listed
+            key = str(e.get("path") or e.get("image_id") or key)
+        by_id[key] = e["error"]
+    return {"count": len(errors), "errors": by_id, "details": errors}
+
+
+def output_line(entry, v, *, version, backend, model, min_score, path):
+    """One JSONL line: the original's fields first (id, image_path, the model's decision, score, reason,
+    room_tags, object_tags, raw_response), then SceneImg's beside them."""
+    plain, room, objects = split_tags(v.tags)
+    processed = {"decision": v.decision, "score": v.score, "reason": v.reason, "room_tags": room,
+                 "object_tags": objects}
+    return {
+        "id": entry["id"], "image_path": entry["image_path"] or path, **processed,
+        "raw_response": {**reply_json(v.raw_response), **processed},
+        "image_id": v.image_id, "sha256": v.image.sha256, "path": path,
+        "final_decision": final_decision(v.decision, v.score, min_score), "tags": plain,
+        "prompt": version.name, "prompt_hash": version.content_hash[:12], "backend": backend, "model": model,
+        "latency_ms": v.latency_ms, "input_tokens": v.input_tokens, "output_tokens": v.output_tokens,
+        "cost_usd": v.cost_usd,
+    }
+
+
 def write_outputs(selection, *, version, backend, model, min_score, output=None, keep_dir=None, reject_dir=None):
     """Write the JSONL of verdicts, `<output>.errors.json`, and copy files into keep/reject folders.
 
-    Everything comes from the database, so the files describe the whole selection, including
-    verdicts from earlier runs that a rerun skipped: each image is in exactly one of the two files.
+    One line per input (a manifest entry or a file; the selected image otherwise), sorted by the
+    caller's identifier as the original sorted them. Everything comes from the database, so the
+    files describe the whole selection, including verdicts from earlier runs that a rerun skipped:
+    each input is in exactly one of the two files.
     """
     ids = [int(i) for i in selection["ids"]]
     names = {int(k): v for k, v in (selection.get("names") or {}).items()}
+    entries = selection.get("entries") or [{"id": str(i), "image_id": i, "image_path": ""} for i in ids]
     verdicts = {}
     for i in range(0, len(ids), CHUNK):
         for v in (VlmVerdict.objects.filter(image_id__in=ids[i:i + CHUNK], prompt_version=version, backend=backend,
@@ -340,30 +355,30 @@ def write_outputs(selection, *, version, backend, model, min_score, output=None,
     for i in range(0, len(unjudged), CHUNK):
         existing.update(Image.objects.filter(pk__in=unjudged[i:i + CHUNK]).values_list("id", flat=True))
     lines, errors = [], list(selection.get("errors") or [])
-    copies = []
-    for image_id in dict.fromkeys(ids):
+    copies, copied = [], set()
+    for entry in sorted(entries, key=lambda e: str(e["id"])) if selection.get("entries") else entries:
+        image_id = int(entry["image_id"])
+        path = Path(entry["image_path"]).name if entry["image_path"] else names.get(image_id, "")
         v = verdicts.get(image_id)
         if v is None:
             why = "not judged (run cancelled or failed)" if image_id in existing else "image deleted"
-            errors.append({"image_id": image_id, "path": names.get(image_id, ""), "error": f"no verdict: {why}"})
+            errors.append({"id": entry["id"], "image_id": image_id, "path": path, "error": f"no verdict: {why}"})
             continue
         if v.error:
-            errors.append({"image_id": image_id, "path": names.get(image_id, ""), "error": v.error,
+            errors.append({"id": entry["id"], "image_id": image_id, "path": path, "error": v.error,
                            "raw_response": v.raw_response[:2000]})
             continue
-        decision = final_decision(v.decision, v.score, min_score)
-        lines.append({
-            "image_id": image_id, "sha256": v.image.sha256, "path": names.get(image_id) or v.image.file.name,
-            "decision": decision, "model_decision": v.decision, "score": v.score, "reason": v.reason,
-            "tags": v.tags, "prompt": version.name, "prompt_hash": version.content_hash[:12], "backend": backend,
-            "model": model, "latency_ms": v.latency_ms, "input_tokens": v.input_tokens,
-            "output_tokens": v.output_tokens, "cost_usd": v.cost_usd,
-        })
-        copies.append((v.image, decision, names.get(image_id)))
+        path = path or v.image.file.name
+        line = output_line(entry, v, version=version, backend=backend, model=model, min_score=min_score, path=path)
+        lines.append(line)
+        copy = (v.image, line["final_decision"], names.get(image_id) if not entry["image_path"] else path)
+        if (image_id, copy[2]) not in copied:  # one file listed twice is copied once
+            copied.add((image_id, copy[2]))
+            copies.append(copy)
     if output:
         output = Path(output)
         _write_atomic(output, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
-        _write_atomic(errors_path(output), json.dumps(errors, ensure_ascii=False, indent=1) + "\n")
+        _write_atomic(errors_path(output), json.dumps(errors_document(errors), ensure_ascii=False, indent=2) + "\n")
     if keep_dir or reject_dir:
         _copy_files(copies, keep_dir, reject_dir)
     return {"verdicts": len(lines), "errors": len(errors)}

@@ -1,11 +1,30 @@
 """Prompt versions and the vision-language model's verdicts under them."""
+import hashlib
+import json
+
 from django.db import models
 
 from curation.models import Decision, Image, Run
 
 
+def prompt_hash(name, system, user):
+    """What makes two prompt versions the same: their name and both texts."""
+    blob = json.dumps({"name": name, "system": system, "user": user}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class PromptVersionManager(models.Manager):
+    def new_version(self, *, name, system_text, user_template, source_file=""):
+        """(version, created): a new row for new text, the existing one for text already saved."""
+        name, system_text, user_template = name.strip(), system_text.strip(), user_template.strip()
+        return self.get_or_create(
+            content_hash=prompt_hash(name, system_text, user_template),
+            defaults={"name": name, "system_text": system_text, "user_template": user_template,
+                      "source_file": source_file})
+
+
 class PromptVersion(models.Model):
-    """A prompt as it was: immutable once a verdict uses it. An edited file is a new version."""
+    """A prompt as it was, never edited once saved: changed text is a new version (a new row)."""
 
     name = models.CharField(max_length=100, db_index=True)
     system_text = models.TextField()
@@ -14,11 +33,21 @@ class PromptVersion(models.Model):
     source_file = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = PromptVersionManager()
+
     class Meta:
         ordering = ["name", "-id"]
 
     def __str__(self):
         return f"{self.name} ({self.content_hash[:8]})"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            saved = PromptVersion.objects.filter(pk=self.pk).values_list(
+                "name", "system_text", "user_template", "content_hash").first()
+            if saved is not None and saved != (self.name, self.system_text, self.user_template, self.content_hash):
+                raise ValueError(f"prompt version #{self.pk} is immutable: save changed text as a new version")
+        super().save(*args, **kwargs)
 
 
 class VlmVerdict(models.Model):

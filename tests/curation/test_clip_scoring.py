@@ -11,9 +11,9 @@ from django.core.management import CommandError, call_command
 from crawl.models import Source
 from curation import runs
 from curation.clip import ModelWeightsMissing, check_clip_weights, get_clip_scorer
-from curation.models import FilterScore, Image, Run
+from curation.models import AutoStage, FilterScore, Image, Run
 from curation.scoring import DecisionRule, decode_batch_cpu, decode_batch_tensor, score_images
-from tests.curation.scoring_helpers import make_image
+from tests.factories import stored_image
 
 pytestmark = pytest.mark.django_db
 
@@ -34,8 +34,9 @@ def snapshot():
 
 @pytest.fixture
 def images():
-    rows = [make_image(seed, w, h) for seed, (w, h) in enumerate([(320, 240), (240, 320), (300, 300), (640, 200)])]
-    rows.append(make_image(10, 256, 256, fmt="PNG"))
+    sizes = [(320, 240), (240, 320), (300, 300), (640, 200)]
+    rows = [stored_image(seed, width=w, height=h) for seed, (w, h) in enumerate(sizes)]
+    rows.append(stored_image(10, width=256, height=256, fmt="PNG"))
     return rows
 
 
@@ -44,7 +45,7 @@ def test_scores_a_batch_end_to_end_and_writes_one_filterscore_per_image(images):
     Image.objects.filter(pk=person_rejected.pk).update(human_decision="reject", final_decision="reject")
     Image.objects.filter(pk=duplicate.pk).update(
         dup_group=images[0], auto_decision="reject", auto_reason=f"near-duplicate of #{images[0].pk}",
-        final_decision="reject")
+        auto_stage=AutoStage.NEAR_DUPLICATE, final_decision="reject")
     tracker = runs.Tracker()
     result = score_images(tracker, [im.pk for im in images], rule=ALL_PASS, device="cpu", batch_size=2)
 
@@ -81,7 +82,8 @@ def test_scores_a_batch_end_to_end_and_writes_one_filterscore_per_image(images):
 def test_passing_clip_does_not_bring_back_a_copy_of_a_seed(images):
     copy = images[0]
     Image.objects.filter(pk=copy.pk).update(
-        auto_decision="reject", auto_reason="copy of seed seed-a.jpg", final_decision="reject")
+        auto_decision="reject", auto_reason="copy of seed seed-a.jpg", auto_stage=AutoStage.SEED_COPY,
+        final_decision="reject")
     score_images(runs.Tracker(), [copy.pk, images[1].pk], rule=ALL_PASS, device="cpu")
     copy.refresh_from_db()
     assert (copy.auto_decision, copy.final_decision, copy.auto_reason) == ("reject", "reject", "copy of seed seed-a.jpg")
@@ -123,10 +125,10 @@ def test_random_weights_are_the_same_in_every_load():
 
 
 def test_damaged_file_is_counted_as_an_error_and_the_rest_is_scored(images):
-    broken = make_image(99)
+    broken = stored_image(99, width=320, height=240)
     default_storage.delete(broken.file.name)
     default_storage.save(broken.file.name, ContentFile(b"\xff\xd8\xff\xe0 not really a jpeg"))
-    missing = make_image(98)
+    missing = stored_image(98, width=320, height=240)
     default_storage.delete(missing.file.name)
     tracker = runs.Tracker()
     score_images(tracker, [im.pk for im in images] + [broken.pk, missing.pk], rule=ALL_PASS, device="cpu")
@@ -137,7 +139,8 @@ def test_damaged_file_is_counted_as_an_error_and_the_rest_is_scored(images):
 @pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities of TorchVision")
 def test_gpu_style_tensor_decoder_matches_the_pillow_decoder(images):
     """The CUDA path (batched decode_jpeg + resize on the device) run on the CPU gives the same crops."""
-    images = images + [make_image(20, 1600, 1200)]  # big enough for JPEG draft (1/4 scale) on the CPU path
+    # Big enough for JPEG draft (1/4 scale) on the CPU path.
+    images = images + [stored_image(20, width=1600, height=1200)]
     items = [(im.pk, im.file.name, default_storage.open(im.file.name).read()) for im in images]
     ids_cpu, batch_cpu, _, fail_cpu = decode_batch_cpu(items, 224)
     ids_t, batch_t, _, fail_t = decode_batch_tensor(items, 224, "cpu")

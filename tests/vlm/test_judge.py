@@ -6,7 +6,7 @@ import pytest
 from django.core.serializers import serialize
 
 from curation import runs
-from curation.models import Image, Run
+from curation.models import AutoStage, Image, Run
 from tests.fakes.vlm_common import verdict_for
 from tests.vlm.conftest import OLLAMA_KEY, OPENAI_KEY
 from vlm import backends
@@ -296,13 +296,14 @@ def test_a_failed_write_keeps_the_batch_for_the_next_flush(db, prompts, make_ima
     assert Image.objects.get(pk=image.pk).auto_decision == "keep"
 
 
-@pytest.mark.parametrize("reason", ["copy of seed seed-a.jpg", "near-duplicate of #1"])
-def test_a_vlm_keep_does_not_bring_back_a_copy(db, prompts, openai_fake, make_images, reason):
+@pytest.mark.parametrize("reason,stage", [("copy of seed seed-a.jpg", AutoStage.SEED_COPY),
+                                          ("near-duplicate of #1", AutoStage.NEAR_DUPLICATE)])
+def test_a_vlm_keep_does_not_bring_back_a_copy(db, prompts, openai_fake, make_images, reason, stage):
     images = make_images(8)
     keeps = [im for im in images if expected(im, 0.0)[1] == "keep"]
     assert keeps  # the fake keeps about 60%
     Image.objects.filter(pk__in=[im.pk for im in keeps]).update(
-        auto_decision="reject", auto_reason=reason, final_decision="reject")
+        auto_decision="reject", auto_reason=reason, auto_stage=stage, final_decision="reject")
     run_stage(images, prompts["v3"], min_score=0.0)
     for image in Image.objects.filter(pk__in=[im.pk for im in keeps]):
         assert (image.auto_decision, image.final_decision, image.auto_reason) == ("reject", "reject", reason)
