@@ -1,8 +1,10 @@
 """Which images a filter_vlm run judges: a folder, a manifest, or a selection from the collection.
 
-Files are matched to stored images by their bytes (sha256) or by an earlier folder import of the
-same path; a file not in the collection yet goes through the one ingest path (crawl.ingest), so a
-judged image is always a stored Image with its own verdict rows.
+Files are matched to stored images by their bytes (sha256), or by the bytes ingest would store (after
+EXIF rotation or re-encoding); a file not in the collection yet goes through the one ingest path
+(crawl.ingest), so a judged image is always a stored Image with its own verdict rows. Each input keeps
+the caller's identifier (a manifest's `id`, a file's stem) for the output files; a database id is
+read only from an explicit `image_id`.
 """
 import hashlib
 import json
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from django.db.models import Q
 
-from crawl.ingest import Sighting, ingest_bytes
+from crawl.ingest import Sighting, examine, ingest_bytes
 from crawl.models import Source
 from curation.models import FilterScore, Image
 from vlm.models import VlmVerdict
@@ -29,11 +31,33 @@ class InputError(ValueError):
 class Selection:
     ids: list = field(default_factory=list)  # image ids in input order, each once
     names: dict = field(default_factory=dict)  # image id -> original file name (for --keep-dir copies)
-    errors: list = field(default_factory=list)  # inputs that could not become images: {"path"|"image_id", "error"}
+    # inputs that could not become images: {"id", "path" or "image_id", "error"}
+    errors: list = field(default_factory=list)
+    # one per input that became an image, in input order: {"id": the caller's identifier, "image_id",
+    # "image_path": the path as given}; empty for a selection from the collection
+    entries: list = field(default_factory=list)
     stats: dict = field(default_factory=dict)
 
     def as_json(self):
-        return {"ids": self.ids, "names": {str(k): v for k, v in self.names.items()}, "errors": self.errors}
+        return {"ids": self.ids, "names": {str(k): v for k, v in self.names.items()}, "errors": self.errors,
+                "entries": self.entries}
+
+
+@dataclass
+class ManifestEntry:
+    """One candidate of an original manifest: the caller's identifier and a file, or an explicit image id."""
+
+    identifier: str
+    path: Path | None = None
+    given_path: str = ""  # as written in the manifest, for the output's image_path
+    image_id: int | None = None
+    problem: str = ""
+
+
+# The original manifest's keys: the caller's identifier, and the file under one of three names.
+IDENTIFIER_KEYS = ("id", "identifier")
+PATH_KEYS = ("image_path", "image", "path", "file", "src")
+ID_KEY = "image_id"  # a database id is only ever read from this key
 
 
 def scan_dir(directory):
@@ -43,103 +67,174 @@ def scan_dir(directory):
     return sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def _jsonl_rows(path, text):
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise InputError(f"{path} line {n}: not JSON") from None
+    return rows
+
+
+def _is_entry(obj):
+    """A single manifest entry (one-line JSONL) rather than the original's {"id": {...}} mapping."""
+    return any(k in obj and isinstance(obj[k], (str, int)) for k in (*PATH_KEYS, ID_KEY))
+
+
+def _manifest_rows(path, text):
+    if path.suffix.lower() == ".jsonl":
+        return _jsonl_rows(path, text)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return _jsonl_rows(path, text)  # JSONL under another suffix
+    if isinstance(data, list):
+        return data
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a manifest is a JSON list, a JSON object or JSONL")
+    if isinstance(data.get("images"), list):
+        return data["images"]
+    if _is_entry(data):
+        return [data]
+    # The original's mapping: {"caller id": {...entry...}} or {"caller id": "path"}.
+    return [{"id": key, **value} if isinstance(value, dict) else {"id": key, "image_path": value}
+            for key, value in data.items()]
+
+
+def _manifest_entry(index, row, manifest):
+    fallback = f"row-{index:05d}"  # the original's name for an entry without an identifier
+    if isinstance(row, str):
+        row = {"image_path": row}
+    if not isinstance(row, dict):
+        return ManifestEntry(fallback, problem=f"not an entry: {str(row)[:100]} (a database id goes under "
+                                               f"\"{ID_KEY}\")")
+    identifier = next((str(row[k]) for k in IDENTIFIER_KEYS if row.get(k) not in (None, "")), fallback)
+    entry = ManifestEntry(identifier)
+    if row.get(ID_KEY) not in (None, ""):
+        value = row[ID_KEY]
+        if isinstance(value, int) and not isinstance(value, bool):
+            entry.image_id = value
+        elif isinstance(value, str) and value.strip().isdigit():
+            entry.image_id = int(value.strip())
+        else:
+            entry.problem = f"{ID_KEY} {str(value)[:40]!r} is not a number"
+        return entry
+    given = next((row[k] for k in PATH_KEYS if isinstance(row.get(k), str) and row[k].strip()), None)
+    if given is None:
+        entry.problem = f"no image_path, image or path (nor {ID_KEY}) in {str(row)[:100]}"
+        return entry
+    p = Path(given).expanduser()
+    if not p.is_absolute() and not p.exists():
+        p = manifest.parent / p  # relative to the manifest, when not relative to the working folder
+    entry.path, entry.given_path = p, given
+    return entry
+
+
 def read_manifest(path):
-    """Entries from a JSON list (or {"images": [...]}) or JSONL: ids, paths, or objects holding either."""
+    """ManifestEntry per candidate of a manifest in the original's formats: a JSON list, JSONL (one line
+    or many), or the {"id": {...}} mapping; each entry names its file under image_path, image or path,
+    or a stored image under image_id. Entries that name neither come back with their problem."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"--input-manifest {path} does not exist")
-    text = path.read_text(encoding="utf-8")
     try:
-        data = json.loads(text)
-        if isinstance(data, dict):
-            data = data.get("images", data.get("items"))
-        if not isinstance(data, list):
-            raise InputError(f"{path}: a JSON manifest must be a list (or an object with an `images` list)")
-        rows = data
-    except json.JSONDecodeError:
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise InputError(f"{path} line {n}: not JSON") from None
-    entries = []
-    for n, row in enumerate(rows, 1):
-        if isinstance(row, dict):
-            value = next((row[k] for k in ("image_id", "id", "path", "file", "image", "src") if row.get(k)), None)
-        else:
-            value = row
-        if isinstance(value, bool) or value is None:
-            raise InputError(f"{path} entry {n}: no image id or path in {str(row)[:100]}")
-        if isinstance(value, int):
-            entries.append(("id", value))
-        elif isinstance(value, str) and value.strip().isdigit():
-            entries.append(("id", int(value.strip())))
-        elif isinstance(value, str):
-            p = Path(value).expanduser()
-            if not p.is_absolute() and not p.exists():
-                p = path.parent / p  # relative to the manifest, when not relative to the working folder
-            entries.append(("path", p))
-        else:
-            raise InputError(f"{path} entry {n}: expected an image id or a path, got {str(row)[:100]}")
-    return entries
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--input-manifest {path}: cannot read it: {exc}") from None
+    return [_manifest_entry(i, row, path) for i, row in enumerate(_manifest_rows(path, text))]
 
 
 def resolve_paths(paths, selection):
-    """Image ids for files, aligned with `paths` (None where a file failed), ingesting new files.
+    """(image id or None, error) per file, aligned with `paths`: known pictures by content, new files ingested.
 
-    Failures are added to selection.errors, original names to selection.names.
+    A file is known when its bytes are a stored image's, or when ingest would store it as one (ingest
+    may re-encode: EXIF rotation, PNG to JPEG). Original names are added to selection.names.
     """
     paths = [Path(p).resolve() for p in paths]
+    results = {}
     digests = {}
     for p in dict.fromkeys(paths):
         try:
             digests[p] = hashlib.sha256(p.read_bytes()).hexdigest()
         except OSError as exc:
-            digests[p] = None
-            selection.errors.append({"path": str(p), "error": f"cannot read: {exc.strerror or exc}"})
+            results[p] = (None, f"cannot read: {exc.strerror or exc}")
     by_sha = {}
-    values = list({d for d in digests.values() if d})
+    values = list(set(digests.values()))
     for i in range(0, len(values), CHUNK):
         by_sha.update(Image.objects.filter(sha256__in=values[i:i + CHUNK]).values_list("sha256", "id"))
-    found = {p: by_sha[d] for p, d in digests.items() if d in by_sha}
-    rest = [str(p) for p, d in digests.items() if d and p not in found]
-    for i in range(0, len(rest), CHUNK):
-        # Ingest may re-encode a file (EXIF rotation, PNG to JPEG); the earlier folder sighting still names it.
-        for path, image_id in (Source.objects.filter(provider=Source.Provider.FOLDER, path__in=rest[i:i + CHUNK],
-                                                      image__isnull=False)
-                               .order_by("id").values_list("path", "image_id")):
-            found[Path(path)] = image_id
-    known, ingested = len(found), 0
+    known = ingested = 0
     for p, digest in digests.items():
-        if digest is None or p in found:
+        if digest in by_sha:
+            results[p] = (by_sha[digest], "")
+            known += 1
             continue
-        image_id, error = ingest_file(p)
-        if image_id is None:
-            selection.errors.append({"path": str(p), "error": error})
-            found[p] = None
-        else:
-            found[p] = image_id
-            ingested += 1
+        image_id, error, created = ingest_file(p)
+        results[p] = (image_id, error)
+        if image_id is not None:
+            if created:
+                ingested += 1
+            else:
+                known += 1
     for p in paths:
-        if found.get(p) is not None:
-            selection.names.setdefault(found[p], p.name)
-    selection.stats.update(paths=len(digests), known=known, ingested=ingested,
-                           failed=sum(1 for p in digests if found.get(p) is None))
-    return [found.get(p) for p in paths]
+        image_id = results[p][0]
+        if image_id is not None:
+            selection.names.setdefault(image_id, p.name)
+    selection.stats.update(paths=len(results), known=known, ingested=ingested,
+                           failed=sum(1 for image_id, _ in results.values() if image_id is None))
+    return [results[p] for p in paths]
 
 
 def ingest_file(path):
-    """(image id, "") after the one ingest path, or (None, why not)."""
+    """(image id, "", newly stored?) after the one ingest path, or (None, why not, False).
+
+    A picture already stored (the same after normalising) is found without a new Source row."""
     try:
-        source = ingest_bytes(path.read_bytes(), Sighting(provider=Source.Provider.FOLDER, path=str(path)))
+        data = path.read_bytes()
+        norm, reason = examine(data)
+        if norm is not None:
+            existing = Image.objects.filter(sha256=norm.sha256).values_list("id", flat=True).first()
+            if existing is not None:
+                return existing, "", False
+        source = ingest_bytes(data, Sighting(provider=Source.Provider.FOLDER, path=str(path)))
     except Exception as exc:  # a bad file must not stop the run: it is listed in the errors
-        return None, f"ingest failed: {type(exc).__name__}: {exc}"
+        return None, f"ingest failed: {type(exc).__name__}: {exc}", False
     if source.image_id is None:
-        return None, f"ingest: {source.outcome}{': ' + source.reason if source.reason else ''}"
-    return source.image_id, ""
+        return None, f"ingest: {source.outcome}{': ' + source.reason if source.reason else ''}", False
+    return source.image_id, "", source.outcome == Source.Outcome.STORED
+
+
+def _explicit_inputs(selection, input_dir, input_manifest):
+    """(entries, errors) for --input-dir or --input-manifest, in input order."""
+    if input_dir:
+        files = scan_dir(input_dir)
+        entries = [ManifestEntry(p.stem, path=p, given_path=str(p)) for p in files]  # the original's ids
+    else:
+        entries = read_manifest(input_manifest)
+    with_path = [e for e in entries if e.path is not None and not e.problem]
+    resolved = dict(zip(map(id, with_path), resolve_paths([e.path for e in with_path], selection), strict=True))
+    wanted = [e.image_id for e in entries if e.image_id is not None]
+    existing = set()
+    for i in range(0, len(wanted), CHUNK):
+        existing.update(Image.objects.filter(pk__in=wanted[i:i + CHUNK]).values_list("id", flat=True))
+    ok = []
+    for e in entries:
+        if e.problem:
+            selection.errors.append({"id": e.identifier, "error": e.problem})
+        elif e.image_id is not None:
+            if e.image_id in existing:
+                ok.append({"id": e.identifier, "image_id": e.image_id, "image_path": ""})
+            else:
+                selection.errors.append({"id": e.identifier, "image_id": e.image_id, "error": "no such image"})
+        else:
+            image_id, error = resolved[id(e)]
+            if image_id is None:
+                selection.errors.append({"id": e.identifier, "path": e.given_path, "error": error})
+            else:
+                ok.append({"id": e.identifier, "image_id": image_id, "image_path": e.given_path})
+    return ok
 
 
 def select(*, input_dir=None, input_manifest=None, run=None, decision=None, passed_clip=False, limit=None):
@@ -152,23 +247,9 @@ def select(*, input_dir=None, input_manifest=None, run=None, decision=None, pass
     if decision and decision not in DECISION_CHOICES:
         raise InputError(f"--decision must be one of {', '.join(DECISION_CHOICES)}")
     selection = Selection()
-    explicit = None
-    if input_dir:
-        explicit = [i for i in resolve_paths(scan_dir(input_dir), selection) if i is not None]
-    elif input_manifest:
-        entries = read_manifest(input_manifest)
-        resolved = iter(resolve_paths([v for kind, v in entries if kind == "path"], selection))
-        wanted = [v for kind, v in entries if kind == "id"]
-        existing = set()
-        for i in range(0, len(wanted), CHUNK):
-            existing.update(Image.objects.filter(pk__in=wanted[i:i + CHUNK]).values_list("id", flat=True))
-        explicit = []
-        for kind, value in entries:
-            image_id = next(resolved) if kind == "path" else value
-            if kind == "id" and value not in existing:
-                selection.errors.append({"image_id": value, "error": "no such image"})
-            elif image_id is not None:
-                explicit.append(image_id)
+    entries = None
+    if input_dir or input_manifest:
+        entries = _explicit_inputs(selection, input_dir, input_manifest)
 
     qs = Image.objects.all()
     if run:
@@ -183,17 +264,21 @@ def select(*, input_dir=None, input_manifest=None, run=None, decision=None, pass
     if passed_clip:
         qs = qs.filter(pk__in=FilterScore.objects.filter(passed=True).values("image_id"))
 
-    if explicit is None:
+    if entries is None:
         ids = list(qs.order_by("id").values_list("id", flat=True))
+        if limit:
+            ids = ids[:limit]
     else:
-        ids = list(dict.fromkeys(explicit))
         if run or decision not in (None, "any") or passed_clip:
+            candidates = list(dict.fromkeys(e["image_id"] for e in entries))
             allowed = set()
-            for i in range(0, len(ids), CHUNK):
-                allowed.update(qs.filter(pk__in=ids[i:i + CHUNK]).values_list("id", flat=True))
-            ids = [i for i in ids if i in allowed]
-    if limit:
-        ids = ids[:limit]
+            for i in range(0, len(candidates), CHUNK):
+                allowed.update(qs.filter(pk__in=candidates[i:i + CHUNK]).values_list("id", flat=True))
+            entries = [e for e in entries if e["image_id"] in allowed]
+        if limit:  # the original's --limit: the first N candidates
+            entries = entries[:limit]
+        selection.entries = entries
+        ids = list(dict.fromkeys(e["image_id"] for e in entries))
     selection.ids = ids
     keep = set(ids)
     selection.names = {k: v for k, v in selection.names.items() if k in keep}

@@ -1,8 +1,14 @@
-"""Turn a model's reply into a verdict, or into an error. Never invent a verdict.
+"""Turn a model's reply into a verdict. Only a reply without any JSON object is an error.
 
-As the original filter_vlm.py: decision must be keep or reject, the score is clamped to [0, 1], the
-reason is cut to 160 characters, tags are de-duplicated and lower-cased. Models that ignore the
-schema still often answer with JSON inside a code fence or inside prose; that JSON is found.
+As the original filter_vlm.py did: a decision other than keep or reject is read as reject, a score
+that is not a number is read as 0.0 and any score is clamped to [0, 1], the reason is cut to 160
+characters, and `room_tags` (at most 8) and `object_tags` (at most 10) are lower-cased and
+de-duplicated, a string being split on the separators models use. The raw reply is stored whole
+beside the verdict, so a coerced answer can always be audited. Models that ignore the schema still
+often answer with JSON inside a code fence or inside prose; that JSON is found.
+
+Room and object tags live in the verdict's one `tags` list, marked `room:` and `object:`, after
+any plain `tags` the prompt asked for; `split_tags` takes them apart again.
 """
 import json
 import math
@@ -12,9 +18,14 @@ from dataclasses import dataclass, field
 REASON_MAX = 160
 TAG_MAX = 40
 TAGS_MAX = 20
+ROOM_TAGS_MAX = 8  # the original's limits
+OBJECT_TAGS_MAX = 10
 DECISIONS = ("keep", "reject")
+ROOM_PREFIX = "room:"
+OBJECT_PREFIX = "object:"
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
+_TAG_SEPARATORS = re.compile(r"[;,/、|｜\n]+")  # the original's separators for a tag string
 
 
 class NormaliseError(ValueError):
@@ -26,7 +37,15 @@ class Verdict:
     decision: str
     score: float
     reason: str
-    tags: list = field(default_factory=list)
+    plain_tags: list = field(default_factory=list)
+    room_tags: list = field(default_factory=list)
+    object_tags: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # what was coerced, for the audit
+
+    @property
+    def tags(self):
+        """The form stored in VlmVerdict.tags: plain tags, then room and object tags with their marks."""
+        return join_tags(self.plain_tags, self.room_tags, self.object_tags)
 
     def as_dict(self):
         return {"decision": self.decision, "score": self.score, "reason": self.reason, "tags": self.tags}
@@ -57,36 +76,41 @@ def extract_json(text):
 
 
 def normalise(payload):
-    """A Verdict from a reply (text or an already-parsed dict); NormaliseError when it is not one."""
+    """A Verdict from a reply (text or an already-parsed dict); NormaliseError when there is no JSON object."""
     data = extract_json(payload) if not isinstance(payload, dict) else payload
+    notes = []
 
-    decision = data.get("decision")
-    decision = decision.strip().lower() if isinstance(decision, str) else decision
+    raw_decision = data.get("decision")
+    decision = str(raw_decision or "").strip().lower()
     if decision not in DECISIONS:
-        raise NormaliseError(f"decision must be keep or reject, got {_preview(repr(decision))}")
+        notes.append(f"decision {_preview(repr(raw_decision), 40)} read as reject")
+        decision = "reject"
 
-    score = data.get("score")
-    if isinstance(score, str):
-        try:
-            score = float(score.strip())
-        except ValueError:
-            score = None
-    if isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(score):
-        raise NormaliseError(f"score must be a number, got {_preview(repr(data.get('score')))}")
-    score = min(1.0, max(0.0, float(score)))
+    raw_score = data.get("score")
+    try:
+        score = float(raw_score)
+    except (TypeError, ValueError):
+        score = math.nan
+    if math.isnan(score):
+        notes.append(f"score {_preview(repr(raw_score), 40)} read as 0.0")
+        score = 0.0
+    score = min(1.0, max(0.0, score))
 
     reason = data.get("reason")
-    reason = _clean(reason) if reason is not None else ""
-    reason = reason[:REASON_MAX]
+    reason = _clean(reason)[:REASON_MAX] if reason else ""
 
-    return Verdict(decision=decision, score=score, reason=reason, tags=normalise_tags(data.get("tags")))
+    return Verdict(
+        decision=decision, score=score, reason=reason, plain_tags=normalise_tags(data.get("tags")),
+        room_tags=normalise_tags(data.get("room_tags"), limit=ROOM_TAGS_MAX),
+        object_tags=normalise_tags(data.get("object_tags"), limit=OBJECT_TAGS_MAX), notes=notes,
+    )
 
 
-def normalise_tags(raw):
+def normalise_tags(raw, *, limit=TAGS_MAX):
     if raw is None:
         return []
     if isinstance(raw, str):
-        raw = raw.split(",")
+        raw = _TAG_SEPARATORS.split(raw)
     if not isinstance(raw, (list, tuple)):
         return []
     tags, seen = [], set()
@@ -97,9 +121,57 @@ def normalise_tags(raw):
         if tag and tag not in seen:
             seen.add(tag)
             tags.append(tag)
-        if len(tags) >= TAGS_MAX:
+        if len(tags) >= limit:
             break
     return tags
+
+
+def join_tags(plain, room, objects):
+    return [*plain, *(ROOM_PREFIX + t for t in room), *(OBJECT_PREFIX + t for t in objects)]
+
+
+def split_tags(tags):
+    """(plain tags, room tags, object tags) from a stored VlmVerdict.tags list."""
+    plain, room, objects = [], [], []
+    for tag in tags or []:
+        if not isinstance(tag, str):
+            continue
+        if tag.startswith(ROOM_PREFIX):
+            room.append(tag[len(ROOM_PREFIX):])
+        elif tag.startswith(OBJECT_PREFIX):
+            objects.append(tag[len(OBJECT_PREFIX):])
+        else:
+            plain.append(tag)
+    return plain, room, objects
+
+
+def reply_json(raw):
+    """The model's own JSON object inside a stored raw response (an OpenAI Responses or an Ollama chat
+    body, or the bare reply text); {} when there is none."""
+    if not raw:
+        return {}
+    texts = []
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        message = body.get("message")
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            texts.append(message["content"])
+        for item in body.get("output") or []:
+            for content in (item.get("content") or []) if isinstance(item, dict) else []:
+                if isinstance(content, dict) and isinstance(content.get("text"), str):
+                    texts.append(content["text"])
+        if not texts and "decision" in body:
+            return body
+    texts.append(raw)
+    for text in texts:
+        try:
+            return extract_json(text)
+        except NormaliseError:
+            continue
+    return {}
 
 
 def final_decision(verdict_decision, score, min_score):

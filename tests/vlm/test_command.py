@@ -43,7 +43,8 @@ def test_input_dir_known_new_and_broken_files(db, prompts, openai_fake, make_ima
     lines = read_jsonl(out)
     errors = json.loads((tmp_path / "vlm.errors.json").read_text())
     assert len(lines) == 5 and Image.objects.count() == 5
-    assert [e["path"].rsplit("/", 1)[-1] for e in errors] == ["broken.jpg"]
+    assert [e["path"].rsplit("/", 1)[-1] for e in errors["details"]] == ["broken.jpg"]
+    assert errors["errors"] == {"broken": errors["details"][0]["error"]}  # keyed by the file's stem
     assert {line["path"] for line in lines} == {"new_room.jpg"} | {f"scene_{n:03d}.jpg" for n in range(4)}
     assert all(line["prompt"] == "v3" and line["decision"] in ("keep", "reject") for line in lines)
     copied = sorted(p.name for p in (tmp_path / "k").iterdir()) + sorted(p.name for p in (tmp_path / "r").iterdir())
@@ -53,22 +54,27 @@ def test_input_dir_known_new_and_broken_files(db, prompts, openai_fake, make_ima
     assert f"run #{run.pk} done" in text
 
 
-def test_manifest_json_and_jsonl_with_ids_and_paths(db, prompts, openai_fake, make_images, tmp_path, capsys):
+def test_manifest_json_and_jsonl_with_image_ids_and_paths(db, prompts, openai_fake, make_images, tmp_path, capsys):
     images = make_images(5)
     folder = tmp_path / "files"
     copy_stored(images[3:], folder)
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("\n".join([
-        json.dumps({"image_id": images[0].pk}), json.dumps(images[1].pk), json.dumps({"path": "files/scene_000.jpg"}),
-        json.dumps(str(folder / "scene_001.jpg")), json.dumps({"id": 999999}),
+        json.dumps({"image_id": images[0].pk}), json.dumps({"image_id": str(images[1].pk)}),
+        json.dumps({"path": "files/scene_000.jpg"}), json.dumps(str(folder / "scene_001.jpg")),
+        json.dumps({"id": 999999}),
     ]) + "\n")
     out = tmp_path / "o.jsonl"
     filter_vlm(capsys, "--input-manifest", manifest, "--output", out)
-    assert [line["image_id"] for line in read_jsonl(out)] == [images[0].pk, images[1].pk, images[3].pk, images[4].pk]
-    assert json.loads((tmp_path / "o.errors.json").read_text()) == [{"image_id": 999999, "error": "no such image"}]
+    lines = read_jsonl(out)
+    assert [line["id"] for line in lines] == ["row-00000", "row-00001", "row-00002", "row-00003"]
+    assert [line["image_id"] for line in lines] == [images[0].pk, images[1].pk, images[3].pk, images[4].pk]
+    errors = json.loads((tmp_path / "o.errors.json").read_text())
+    assert errors["count"] == 1 and errors["errors"] == {"999999": "no image_path, image or path (nor image_id) "
+                                                                    "in {'id': 999999}"}
 
     as_json = tmp_path / "m.json"
-    as_json.write_text(json.dumps({"images": [images[2].pk, str(images[0].pk)]}))
+    as_json.write_text(json.dumps({"images": [{"image_id": images[2].pk}, {"image_id": images[0].pk}]}))
     openai_fake.requests.clear()
     filter_vlm(capsys, "--input-manifest", as_json, "--output", out)
     assert [line["image_id"] for line in read_jsonl(out)] == [images[2].pk, images[0].pk]
@@ -94,17 +100,18 @@ def test_selection_flags_limit_and_rerun(db, prompts, openai_fake, make_images, 
 def test_failures_are_reported_and_a_rerun_retries_only_them(db, prompts, openai_fake, make_images, tmp_path,
                                                              capsys):
     make_images(6)
-    openai_fake.script = ["server_error"] * 3 + ["invalid_decision"]  # first image: 3 attempts, all 500
+    openai_fake.script = ["server_error"] * 3 + ["nul_garbage"]  # first image: 3 attempts, all 500
     out = tmp_path / "o.jsonl"
     text = filter_vlm(capsys, "--decision", "any", "--output", out, "--workers", 1)
     assert "errors 2" in text and "run the same command again" in text
     errors = json.loads((tmp_path / "o.errors.json").read_text())
-    assert [e["error"][:8] for e in errors] == ["HTTP 500", "decision"]
-    assert "(after 3 attempts)" in errors[0]["error"]
+    assert [e["error"][:8] for e in errors["details"]] == ["HTTP 500", "no JSON "]
+    assert errors["count"] == 2 and list(errors["errors"].values()) == [e["error"] for e in errors["details"]]
+    assert "(after 3 attempts)" in errors["details"][0]["error"]
     openai_fake.requests.clear()
     text = filter_vlm(capsys, "--decision", "any", "--output", out)
     assert len(openai_fake.requests) == 2 and "skipped (already judged) 4" in text and "errors 0" in text
-    assert len(read_jsonl(out)) == 6 and json.loads((tmp_path / "o.errors.json").read_text()) == []
+    assert len(read_jsonl(out)) == 6 and json.loads((tmp_path / "o.errors.json").read_text())["count"] == 0
 
 
 def test_ollama_local_from_the_command(db, prompts, ollama_fake, make_images, capsys):
@@ -155,12 +162,12 @@ def test_enqueue_splits_into_jobs_and_the_last_one_writes_the_files(
     assert len(openai_fake.requests) == 10
 
 
-def test_input_dir_twice_finds_ingested_files_by_their_sighting(db, prompts, openai_fake, tmp_path, capsys):
+def test_input_dir_twice_finds_ingested_files_by_their_content(db, prompts, openai_fake, tmp_path, capsys):
     folder = tmp_path / "pngs"
     folder.mkdir()
     (folder / "a.png").write_bytes(encode(photo_like(400, 300, 5), "PNG"))  # ingest re-encodes PNG to JPEG
     filter_vlm(capsys, "--input-dir", folder)
     shutil.copy(folder / "a.png", folder / "a_copy.png")
     text = filter_vlm(capsys, "--input-dir", folder)
-    assert "2 files, 1 already stored, 1 ingested" in text
+    assert "2 files, 2 already stored, 0 ingested" in text  # the copy is the stored picture after re-encoding
     assert Image.objects.count() == 1 and len(openai_fake.requests) == 1

@@ -82,14 +82,24 @@ def test_only_the_active_prompt_drives_decisions(db, prompts, openai_fake, make_
     assert None not in set(Image.objects.values_list("auto_decision", flat=True))
 
 
-def test_invalid_reply_is_an_error_row_with_its_raw_response(db, prompts, openai_fake, make_images):
+def test_invalid_decision_is_read_as_reject_with_its_raw_response_kept(db, prompts, openai_fake, make_images):
     openai_fake.mode = "invalid_decision"
+    images = make_images(3)
+    run = run_stage(images, prompts["v3"])
+    for v in VlmVerdict.objects.all():
+        assert v.decision == "reject" and v.error == "" and "maybe" in v.raw_response
+    assert set(Image.objects.values_list("auto_decision", flat=True)) == {"reject"}
+    assert run.counters["rejected"] == 3 and run.status == Run.Status.DONE
+
+
+def test_a_reply_without_json_is_an_error_row_with_its_raw_response(db, prompts, openai_fake, make_images):
+    openai_fake.mode = "nul_garbage"
     images = make_images(3)
     Image.objects.filter(pk=images[0].pk).update(auto_decision="keep", final_decision="keep")
     run = run_stage(images, prompts["v3"])
     for v in VlmVerdict.objects.all():
         assert v.decision is None and v.score is None
-        assert "decision must be keep or reject" in v.error and "maybe" in v.raw_response
+        assert "no JSON object" in v.error and "judge" in v.raw_response
     assert Image.objects.get(pk=images[0].pk).auto_decision == "keep"  # an error changes no decision
     assert run.counters["error"] == 3 and "3 image(s) failed" in run.error and run.status == Run.Status.DONE
 
@@ -106,7 +116,7 @@ def test_random_faults_every_image_verdicted_or_in_errors_once_then_rerun_fills_
     settings.SCENEIMG_VLM_TIMEOUT = 0.3
     openai_fake.slow_seconds = 0.6
     openai_fake.faults = {"server_error": 0.12, "rate_limit": 0.1, "reset": 0.06, "slow": 0.03,
-                          "invalid_decision": 0.05, "fenced": 0.1, "prose": 0.1, "score_high": 0.05}
+                          "nul_garbage": 0.05, "fenced": 0.1, "prose": 0.1, "score_high": 0.05}
     openai_fake.retry_after = 0
     images = make_images(200)
     ids = [i.pk for i in images]
@@ -117,7 +127,8 @@ def test_random_faults_every_image_verdicted_or_in_errors_once_then_rerun_fills_
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     errors = json.loads(errors_path(output).read_text())
     verdicted = [line["image_id"] for line in lines]
-    failed = [e["image_id"] for e in errors]
+    failed = [e["image_id"] for e in errors["details"]]
+    assert errors["count"] == len(failed) and set(errors["errors"]) == {str(i) for i in failed}
     assert errors_path(output).name == "verdicts.errors.json"
     assert len(verdicted) == len(set(verdicted)) and len(failed) == len(set(failed))
     assert sorted(verdicted + failed) == sorted(ids)  # every image exactly once across the two files
@@ -138,7 +149,7 @@ def test_random_faults_every_image_verdicted_or_in_errors_once_then_rerun_fills_
     assert after == before  # earlier verdicts untouched
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert sorted(line["image_id"] for line in lines) == sorted(ids)
-    assert json.loads(errors_path(output).read_text()) == []
+    assert json.loads(errors_path(output).read_text())["count"] == 0
     assert VlmVerdict.objects.count() == 200 and not VlmVerdict.objects.exclude(error="").exists()
 
 
@@ -249,7 +260,9 @@ def test_an_image_deleted_after_selection_is_listed_once_in_errors(db, prompts, 
     Image.objects.filter(pk=ids[1]).delete()
     output = tmp_path / "o.jsonl"
     run = run_stage(ids, prompts["v3"], outputs={"output": str(output), "ids": ids, "names": {}, "errors": []})
-    assert json.loads(errors_path(output).read_text()) == [{"image_id": ids[1], "path": "", "error": "no verdict: image deleted"}]
+    assert json.loads(errors_path(output).read_text()) == {
+        "count": 1, "errors": {str(ids[1]): "no verdict: image deleted"},
+        "details": [{"id": str(ids[1]), "image_id": ids[1], "path": "", "error": "no verdict: image deleted"}]}
     assert len(output.read_text().splitlines()) == 2 and run.counters["error"] == 1
 
 

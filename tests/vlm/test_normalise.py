@@ -19,9 +19,9 @@ def test_json_is_found_plain_fenced_or_in_prose(text):
 
 
 @pytest.mark.parametrize("decision", ["maybe", "", None, 1, "KEEPING"])
-def test_a_decision_other_than_keep_or_reject_is_an_error_not_a_verdict(decision):
-    with pytest.raises(NormaliseError, match="decision must be keep or reject"):
-        normalise({"decision": decision, "score": 0.5})
+def test_a_decision_other_than_keep_or_reject_is_read_as_reject_as_the_original_did(decision):
+    verdict = normalise({"decision": decision, "score": 0.5})
+    assert verdict.decision == "reject" and verdict.notes[0].endswith("read as reject")
 
 
 def test_decision_case_and_spaces_are_forgiven():
@@ -33,10 +33,10 @@ def test_score_is_clamped_to_unit_interval(raw, clamped):
     assert normalise({"decision": "keep", "score": raw}).score == clamped
 
 
-@pytest.mark.parametrize("raw", [None, "high", True, float("nan"), [0.5]])
-def test_a_missing_or_non_numeric_score_is_an_error(raw):
-    with pytest.raises(NormaliseError, match="score must be a number"):
-        normalise({"decision": "keep", "score": raw})
+@pytest.mark.parametrize("raw", [None, "high", float("nan"), [0.5]])
+def test_a_missing_or_non_numeric_score_is_read_as_zero_as_the_original_did(raw):
+    verdict = normalise({"decision": "keep", "score": raw})
+    assert verdict.score == 0.0 and verdict.notes[0].endswith("read as 0.0")
 
 
 def test_reason_is_cut_to_160_characters_and_whitespace_collapsed():

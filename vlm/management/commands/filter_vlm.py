@@ -3,6 +3,7 @@ import logging
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.test.utils import override_settings
 from tqdm import tqdm
 
 from curation import runs
@@ -21,13 +22,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         src = parser.add_argument_group("what to judge (inputs, optionally narrowed by a selection)")
-        src.add_argument("--input-dir", help="folder of images (scanned recursively); new files are ingested")
-        src.add_argument("--input-manifest", help="JSON or JSONL of image ids or paths (or objects with id/path)")
+        src.add_argument("-i", "--input-dir", help="folder of images (scanned recursively); new files are ingested")
+        src.add_argument("--input-manifest",
+                         help="the original's manifest: a JSON list, JSONL, or {\"id\": {...}}; each entry has the "
+                              "caller's id and image_path (or image, path), or a stored image's image_id")
         src.add_argument("--run", type=int, help="images sighted, scored or judged in this run")
         src.add_argument("--decision", choices=DECISION_CHOICES, help="images with this final decision")
         src.add_argument("--passed-clip", action="store_true", help="images that passed a CLIP filter")
         src.add_argument("--limit", type=int, help="only the first N images (spot checks)")
-        parser.add_argument("--output", help="JSONL of verdicts; failures go to <output stem>.errors.json")
+        parser.add_argument("-o", "--output", help="JSONL of verdicts; failures go to <output stem>.errors.json")
         parser.add_argument("--backend", choices=backends.BACKENDS, default=settings.SCENEIMG_VLM_BACKEND)
         parser.add_argument("--model", help="e.g. gpt-4.1, llava:latest (default per backend from settings)")
         parser.add_argument("--prompt", help="prompt version name, e.g. v3 (default: the active one)")
@@ -39,9 +42,26 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=settings.SCENEIMG_VLM_TIMEOUT,
                             help="seconds per request")
         parser.add_argument("--seed", type=int, default=0, help="seed of the retry jitter")
+        parser.add_argument("--ollama-url", help="Ollama base URL for this run (default SCENEIMG_OLLAMA_HOST, "
+                                                 "or SCENEIMG_OLLAMA_CLOUD_HOST with --backend ollama-cloud)")
+        parser.add_argument("--ollama-api-key", help="API key for --backend ollama-cloud (default OLLAMA_API_KEY)")
         parser.add_argument("--enqueue", action="store_true", help="run on the vlm queue instead of here")
 
     def handle(self, *args, **o):
+        overrides = {}
+        if o["ollama_url"]:
+            host = "SCENEIMG_OLLAMA_CLOUD_HOST" if o["backend"] == "ollama-cloud" else "SCENEIMG_OLLAMA_HOST"
+            overrides[host] = o["ollama_url"]
+        if o["ollama_api_key"]:
+            overrides["SCENEIMG_OLLAMA_API_KEY"] = o["ollama_api_key"]
+        if overrides and o["enqueue"]:
+            raise CommandError("--ollama-url and --ollama-api-key apply to this process only; for --enqueue set "
+                               "SCENEIMG_OLLAMA_HOST, SCENEIMG_OLLAMA_CLOUD_HOST or OLLAMA_API_KEY on the workers")
+        # The original's per-run Ollama flags: the backends read these settings, for this command only.
+        with override_settings(**overrides):
+            self._handle(o)
+
+    def _handle(self, o):
         # openai's transport (httpx2) logs every request at INFO; settings quiet only httpx.
         logging.getLogger("httpx2").setLevel(max(logging.WARNING, logging.getLogger("httpx2").level))
         options = vlm_options(**{k: o[k] for k in ("backend", "model", "prompt", "min_score", "workers", "timeout",
