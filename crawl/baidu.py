@@ -19,9 +19,9 @@ from django.utils.text import slugify
 
 from crawl.baidu_protocol import NotJson, is_antiflag, loads_tolerant, looks_like_captcha, parse_keyword_page
 from crawl.fetcher import Fetcher, FetchError, HTTPStatusError
-from crawl.ingest import Filters, Sighting, ingest_url, record
+from crawl.ingest import Filters, Sighting, ingest_url, record, url_hash
 from crawl.models import Source
-from curation.models import Run
+from curation.models import Image, Run
 from curation.runs import Cancelled
 from curation.threads import db_pool
 
@@ -194,6 +194,31 @@ def write_output(source, folder, meta):
     target.with_suffix(".json").write_text(json.dumps(sidecar, ensure_ascii=False, indent=2), encoding="utf-8")
 
 
+def seen_before(urls):
+    """(image id, url) for the first of `urls` a stored or duplicate Source already has, else (None, "").
+
+    A result is known by any of its addresses: a folder written by the original scripts names the
+    picture by the one they downloaded (often Baidu's hoverURL), not by the original SceneImg fetches.
+    """
+    hashes = {url_hash(u): u for u in urls if u}
+    if not hashes:
+        return None, ""
+    rows = dict(Source.objects.filter(url_hash__in=hashes, image__isnull=False,
+                                      outcome__in=[Source.Outcome.STORED, Source.Outcome.DUPLICATE])
+                .values_list("url_hash", "image_id"))
+    for h, url in hashes.items():
+        if h in rows:
+            return rows[h], url
+    return None, ""
+
+
+def record_seen(sighting, hit, image_id, seen_url, *, run, tracker):
+    sighting.url = hit.url
+    note = "" if seen_url == hit.url else f" as {seen_url}"
+    return record(sighting, Source.Outcome.DUPLICATE, run=run, image=Image(pk=image_id),
+                  reason=f"URL already seen (#{image_id}){note}", tracker=tracker)
+
+
 def mark_thumbnail_fallback(source, hit):
     """Record on the Source that the original failed and Baidu's thumbnail is what we stored."""
     if source.extra.get("fetched_from") and source.extra.get("fetched_from") == hit.thumb_url != hit.url:
@@ -272,11 +297,14 @@ def crawl_query(tracker, client, query, pool, *, limit, fetcher, filters, output
         def one(args, base_rank=pn):
             i, hit = args
             try:
-                tracker.check_cancelled()
+                tracker.check_cancelled(fresh=True)
                 sighting = Sighting(
                     provider=Source.Provider.BAIDU, query=query, page_url=hit.page_url, title=hit.title,
                     rank=base_rank + i + 1, extra={**hit.extra, "label": label, "listed_size": [hit.width, hit.height]},
                 )
+                image_id, seen_url = seen_before(hit.all_urls) if skip_known else (None, "")
+                if image_id is not None:
+                    return record_seen(sighting, hit, image_id, seen_url, run=run, tracker=tracker).outcome
                 source = ingest_url(hit.url, sighting, fetcher=fetcher, run=run, filters=filters, tracker=tracker,
                                     skip_known=skip_known, fallback_urls=hit.fallbacks)
                 mark_thumbnail_fallback(source, hit)

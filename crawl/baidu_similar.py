@@ -19,7 +19,15 @@ from django.core.files.storage import default_storage
 from django.db import close_old_connections
 
 from crawl import ingest
-from crawl.baidu import Pacer, _label_dir, append_run_error, mark_thumbnail_fallback, write_output
+from crawl.baidu import (
+    Pacer,
+    _label_dir,
+    append_run_error,
+    mark_thumbnail_fallback,
+    record_seen,
+    seen_before,
+    write_output,
+)
 from crawl.baidu_protocol import (
     NotJson,
     loads_tolerant,
@@ -28,7 +36,7 @@ from crawl.baidu_protocol import (
     read_cards,
 )
 from crawl.fetcher import Fetcher, FetchError
-from crawl.ingest import Filters, Sighting, compute_dhash, examine, ingest_bytes, ingest_url, known_url
+from crawl.ingest import Filters, Sighting, compute_dhash, examine, ingest_bytes
 from crawl.models import Source
 from curation.models import Image
 from curation.runs import Cancelled
@@ -196,8 +204,10 @@ class Window:
 
 def ingest_candidate(hit, sighting, window, *, fetcher, run, filters, tracker, dedup):
     """Fetch one candidate Hit (original, then thumbnail), check the window, then ingest it."""
-    if dedup and known_url(hit.url):
-        return ingest_url(hit.url, sighting, fetcher=fetcher, run=run, filters=filters, tracker=tracker)
+    if dedup:
+        image_id, seen_url = seen_before(hit.all_urls)
+        if image_id is not None:
+            return record_seen(sighting, hit, image_id, seen_url, run=run, tracker=tracker)
     sighting.url = hit.url
     errors = []
     for candidate in (hit.url, *hit.fallbacks):
@@ -248,7 +258,7 @@ def expand_seed(tracker, client, spec, *, limit_per_seed, pool, fetcher, filters
         def one(args, page=page, base=taken):
             i, hit = args
             try:
-                tracker.check_cancelled()
+                tracker.check_cancelled(fresh=True)
                 sighting = Sighting(
                     provider=Source.Provider.BAIDU_SIMILAR, page_url=hit.page_url, title=hit.title,
                     rank=base + i + 1, seed_image=seed_image, seed_name=name,

@@ -3,81 +3,103 @@ import json
 import logging
 from pathlib import Path
 
+from crawl import original as original_layout
+from crawl import queries
 from crawl.fetcher import Fetcher
 from crawl.ingest import Filters, Sighting, examine, ingest_bytes, ingest_url, known_url
 from crawl.models import Source
 from curation.models import Image
+from curation.runs import Cancelled
 from curation.threads import db_pool
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
-INDEX_FILES = ("_global_index.jsonl", "_filtered_index.jsonl")
-URL_KEYS = ("url", "source_url", "obj_url", "objURL", "image_url", "img_url", "src")
+# Where a sidecar or index names the image's web address: the original's `source` and `url` first,
+# `final_url` (after redirects) only when nothing else is there.
+URL_KEYS = ("source", "url", "source_url", "obj_url", "objURL", "image_url", "img_url", "src", "final_url")
 PAGE_KEYS = ("page_url", "fromURL", "from_url", "referer", "page")
 TITLE_KEYS = ("title", "fromPageTitle", "fromPageTitleEnc")
 QUERY_KEYS = ("query", "keyword", "word")
 SEED_KEYS = ("seed", "seed_name", "seed_path")
+PROVIDERS = {choice.value for choice in Source.Provider}
 
 
 class ImportSourceError(Exception):
     """The import as a whole cannot proceed (missing folder, unreadable list)."""
 
 
-def _first(meta, keys):
+def _first(meta, keys, accept=lambda value: True):
     for key in keys:
         value = meta.get(key)
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value and accept(value):
             return value
     return ""
 
 
-def _read_index(folder):
-    """Metadata from the original scripts' index files, by file name."""
-    by_name = {}
-    for index_name in INDEX_FILES:
-        index = folder / index_name
-        if not index.is_file():
-            continue
-        for line in index.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if not isinstance(entry, dict):
-                continue
-            name = _first(entry, ("path", "file", "filename", "file_name", "name"))
-            if name:
-                by_name.setdefault(Path(name).name, entry)
-    return by_name
-
-
-def _sidecar(path):
-    side = path.with_suffix(".json")
-    if not side.is_file():
+def _filtered_source_metadata(entry, index_folder, indexes):
+    """A filter_basic.py copy knows its crawled original only by path: that file's sidecar and index
+    entry hold the URL. {} when the original file is not on this machine."""
+    original = original_layout.find_file(entry.get("source") or "", index_folder) if entry.get("source") else None
+    if original is None:
         return {}
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8", errors="replace"))
-    except (json.JSONDecodeError, OSError):
-        return {"_sidecar_error": "unreadable sidecar JSON"}
-    return meta if isinstance(meta, dict) else {}
+    indexes.add_tree(original.parent, recursive=False)
+    crawled, crawl_root, _ = indexes.lookup(original)
+    meta = {**(crawled or {}), **original_layout.read_sidecar(original)}
+    meta["_folder"] = original_layout.folder_name(original, crawl_root or original.parent.parent)
+    meta["filtered_from"] = str(original)
+    return meta
+
+
+def file_metadata(path, folder, indexes):
+    """Everything the original scripts wrote about one file: its index entry, then its sidecar (which
+    wins), then, for a filtered copy, its crawled original's. `_folder` is its query or seed folder."""
+    entry, index_folder, index_name = indexes.lookup(path)
+    meta = dict(entry or {})
+    base = index_folder or folder
+    if index_name == original_layout.FILTERED_INDEX:
+        meta["filter_source"] = meta.pop("source", None)  # a file path, not a URL
+        meta = {**_filtered_source_metadata(entry, index_folder, indexes), **meta}
+    meta.update(original_layout.read_sidecar(path))
+    meta.setdefault("_folder", original_layout.folder_name(path, base))
+    if index_name:
+        meta["_index"] = index_name
+    return meta
 
 
 def sighting_for_file(path, meta, label):
-    """A folder file's Source: the original scripts' metadata says where it really came from."""
-    url = _first(meta, URL_KEYS)
+    """A folder file's Source: the original scripts' metadata says where it really came from.
+
+    The provider is the one a SceneImg sidecar names; else a seed means reverse-image search and a
+    query a keyword crawl; else an original sidecar tells them apart (only the keyword crawler wrote
+    content_type, status and final_url), and its folder is the sanitized query or seed name.
+    """
+    url = _first(meta, URL_KEYS, original_layout.is_web_url)
     seed = _first(meta, SEED_KEYS)
     query = _first(meta, QUERY_KEYS)
-    provider = Source.Provider.FOLDER
-    if url and seed:
-        provider = Source.Provider.BAIDU_SIMILAR
-    elif url and query:
-        provider = Source.Provider.BAIDU
+    folder = meta.get("_folder") or ""
+    provider = meta.get("provider") if meta.get("provider") in PROVIDERS else Source.Provider.FOLDER
+    if provider == Source.Provider.FOLDER and url:
+        if seed:
+            provider = Source.Provider.BAIDU_SIMILAR
+        elif query or any(k in meta for k in original_layout.KEYWORD_SIDECAR_KEYS):
+            provider = Source.Provider.BAIDU
+        elif meta.get("sha1") or meta.get("url_md5"):  # an original file without the crawler's keys
+            in_similar = "search_by_images" in Path(meta.get("filtered_from") or path).parts
+            provider = Source.Provider.BAIDU_SIMILAR if in_similar or "width" in meta else Source.Provider.BAIDU
+    if provider == Source.Provider.BAIDU and not query and folder:
+        query = queries.query_for_folder(folder)
+    if provider == Source.Provider.BAIDU_SIMILAR and not seed and folder:
+        seed = folder
     rank = meta.get("rank")
+    metadata = {k: v for k, v in meta.items() if k != "_folder"}
+    extra = {"label": label, "metadata": metadata} if metadata else {"label": label}
+    if folder and provider != Source.Provider.FOLDER:
+        extra["folder"] = folder
     return Sighting(
-        provider=provider, url=url, page_url=_first(meta, PAGE_KEYS), title=_first(meta, TITLE_KEYS),
-        query=query, seed_name=seed, rank=rank if isinstance(rank, int) else None, path=str(path),
-        extra={"label": label, "metadata": meta} if meta else {"label": label},
+        provider=provider, url=url, page_url=_first(meta, PAGE_KEYS, original_layout.is_web_url),
+        title=_first(meta, TITLE_KEYS), query=query, seed_name=seed, rank=rank if isinstance(rank, int) else None,
+        path=str(path), extra=extra,
     )
 
 
@@ -90,19 +112,22 @@ def list_images(folder, recursive):
 
 
 def import_folder(tracker, path, *, recursive=False, dry_run=False, label="", filters=None):
-    """Ingest every image file under `path`. With dry_run, count what would happen and write nothing."""
+    """Ingest every image file under `path`. With dry_run, count what would happen and write nothing.
+
+    A folder holding an original index file is an original output root: its images sit in
+    subfolders, so it is read recursively.
+    """
     run = tracker.run
+    recursive = recursive or original_layout.has_index(path)
     files = list_images(path, recursive)
     tracker.set_total(len(files))
     filters = filters or Filters.from_params()
-    indexes = {}
+    indexes = original_layout.Indexes()
+    indexes.add_tree(path, recursive)
     seen_in_dry_run = set()
     for file in files:
         tracker.check_cancelled()
-        if file.parent not in indexes:
-            indexes[file.parent] = _read_index(file.parent)
-        meta = {**indexes[file.parent].get(file.name, {}), **_sidecar(file)}
-        sighting = sighting_for_file(file, meta, label)
+        sighting = sighting_for_file(file, file_metadata(file, Path(path), indexes), label)
         try:
             data = file.read_bytes()
         except OSError as exc:
@@ -168,7 +193,7 @@ def import_urls(tracker, entries, *, dry_run=False, label="", workers=8, fetcher
     def one(entry):
         number, url, fields = entry
         try:
-            tracker.check_cancelled()
+            tracker.check_cancelled(fresh=True)
             if "error" in fields:
                 if not dry_run:
                     Source.objects.create(run=run, provider=Source.Provider.URL_LIST, outcome="invalid",
@@ -181,6 +206,8 @@ def import_urls(tracker, entries, *, dry_run=False, label="", workers=8, fetcher
             sighting = Sighting(provider=Source.Provider.URL_LIST, url=url, page_url=fields.get("page_url", ""),
                                 title=fields.get("title", ""), rank=number, extra={"label": label})
             ingest_url(url, sighting, fetcher=fetcher, run=run, filters=filters, tracker=tracker)
+        except Cancelled:
+            return  # not started because of the cancel: no Source, not an error
         except Exception as exc:  # one bad entry must not lose the others
             log.exception("import of line %s failed", number)
             tracker.count("error")
@@ -191,3 +218,4 @@ def import_urls(tracker, entries, *, dry_run=False, label="", workers=8, fetcher
     with db_pool(workers, "import-urls") as pool:
         for _ in pool.map(one, entries):
             pass
+    tracker.check_cancelled()  # the run ends as cancelled, not done

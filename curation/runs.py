@@ -43,6 +43,7 @@ class Tracker:
         self._pending = {}
         self._last_flush = 0.0
         self._last_cancel_check = 0.0
+        self._cancelled = threading.Event()
         self._lock = threading.Lock()
 
     def count(self, key, n=1):
@@ -75,13 +76,18 @@ class Tracker:
         if self.run is not None and pending:
             add_counters(self.run.pk, pending)
 
-    def check_cancelled(self):
-        """Raise Cancelled if someone cancelled the run. Cheap: reads the database once a second."""
-        if self.run is None or time.monotonic() - self._last_cancel_check < 1.0:
+    def check_cancelled(self, *, fresh=False):
+        """Raise Cancelled if someone cancelled the run. Reads the database at most once a second unless
+        `fresh` (before each download, where one query is nothing next to the transfer); once one thread
+        has seen the cancel, every thread of this stage sees it at its next check."""
+        if self._cancelled.is_set():
+            raise Cancelled()
+        if self.run is None or (not fresh and time.monotonic() - self._last_cancel_check < 1.0):
             return
         self._last_cancel_check = time.monotonic()
         status = Run.objects.filter(pk=self.run.pk).values_list("status", flat=True).first()
         if status == Run.Status.CANCELLED:
+            self._cancelled.set()
             raise Cancelled()
 
     def summary(self, keys=("stored", "duplicate", "invalid", "error")):
@@ -216,6 +222,7 @@ def execute(run_id, progress=None):
         yield tracker
     except Cancelled:
         tracker.flush()
+        stopped(run_id)
         raise
     except BaseException as exc:
         tracker.flush()
@@ -224,8 +231,15 @@ def execute(run_id, progress=None):
     else:
         tracker.flush()
         finish_job(run_id)
+        stopped(run_id)
     finally:
         beat.stop.set()
+
+
+def stopped(run_id):
+    """A cancelled run is finished once its work has stopped, not when someone pressed cancel: nothing
+    it stores is newer than its finished_at."""
+    Run.objects.filter(pk=run_id, status=Run.Status.CANCELLED).update(finished_at=timezone.now())
 
 
 def finish_job(run_id):
@@ -251,10 +265,11 @@ def run_in_foreground(kind, stage, params, *, label="", progress=None, user=None
 
 
 def cancel(run):
-    """Cancel a run: queued jobs are dropped, running ones stop at their next check."""
-    updated = Run.objects.filter(pk=run.pk, status__in=Run.ACTIVE).update(
+    """Cancel a run: queued jobs are dropped, running ones stop at their next check (and then set the
+    run's finished_at; a run that never started is finished now)."""
+    updated = Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
         status=Run.Status.CANCELLED, finished_at=timezone.now()
-    )
+    ) or Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(status=Run.Status.CANCELLED)
     if updated:
         conn = django_rq.get_connection()
         for job_id in run.job_ids:
@@ -274,6 +289,9 @@ def reap_stale_runs(stale_seconds=None):
     """
     stale_seconds = settings.SCENEIMG_STALE_RUN_SECONDS if stale_seconds is None else stale_seconds
     cutoff = timezone.now() - timedelta(seconds=stale_seconds)
+    # A cancelled run whose worker died before it stopped is finished as of its last heartbeat.
+    Run.objects.filter(status=Run.Status.CANCELLED, finished_at__isnull=True, heartbeat_at__lt=cutoff).update(
+        finished_at=F("heartbeat_at"))
     stale = list(Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff).only("pk", "heartbeat_at"))
     for run in stale:
         mark_failed(
