@@ -9,7 +9,7 @@ import html
 import json
 import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 # --- objURL cipher (§1.5) ---------------------------------------------------------------------------
 _TOKENS = (("_z2C$q", ":"), ("_z&e3B", "."), ("AzdH3F", "/"))
@@ -128,6 +128,50 @@ class Hit:
     width: int = 0
     height: int = 0
     extra: dict = field(default_factory=dict)
+    # The address the original scripts recorded for this result, when it is none of the above: a
+    # folder they wrote names the picture by it, so a crawl must recognise it as already seen.
+    aliases: list = field(default_factory=list)
+
+    @property
+    def all_urls(self):
+        return list(dict.fromkeys(u for u in (self.url, *self.fallbacks, *self.aliases) if u))
+
+
+def _web(value):
+    return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+
+def original_keyword_url(item):
+    """What crawler.py saved as `source`: the first web address among hoverURL, objURL, thumbURL,
+    middleURL and replaceUrl's ObjURL and FromURL (an encrypted objURL is not one)."""
+    candidates = [item.get("hoverURL"), item.get("objURL"), item.get("thumbURL"), item.get("middleURL")]
+    for entry in item.get("replaceUrl") or []:
+        if isinstance(entry, dict):
+            candidates += [entry.get("ObjURL"), entry.get("FromURL")]
+    return next((u for u in candidates if _web(u)), "")
+
+
+def original_similar_url(item):
+    """What search_by_images.py saved as `source`: objUrl's image (or imgurl) parameter, else thumbUrl
+    or middleUrl."""
+    candidates = []
+    obj = item.get("objUrl")
+    if isinstance(obj, str) and obj:
+        query = parse_qs(urlsplit(obj).query, keep_blank_values=True)
+        candidates += query.get("image") or query.get("imgurl") or query.get("imgUrl") or []
+    candidates.append(item.get("thumbUrl") or item.get("middleUrl"))
+    for url in candidates:
+        url = html.unescape(url.strip()) if isinstance(url, str) else ""
+        url = "https:" + url if url.startswith("//") else url
+        if url.startswith("http"):
+            return url
+    return ""
+
+
+def _aliases(hit, original):
+    if original and original not in (hit.url, *hit.fallbacks):
+        hit.aliases.append(original)
+    return hit
 
 
 def _replace_urls(item):
@@ -164,8 +208,9 @@ def parse_keyword_item(item):
     extra = {k: item[k] for k in ("di", "cs", "fromURLHost", "type", "bdImgnewsDate") if item.get(k)}
     if thumb:
         extra["thumb_url"] = thumb
-    return Hit(url=url, fallbacks=fallbacks, thumb_url=thumb, page_url=page, title=title,
-                      width=to_int(item.get("width")), height=to_int(item.get("height")), extra=extra)
+    hit = Hit(url=url, fallbacks=fallbacks, thumb_url=thumb, page_url=page, title=title,
+              width=to_int(item.get("width")), height=to_int(item.get("height")), extra=extra)
+    return _aliases(hit, original_keyword_url(item))
 
 
 @dataclass
@@ -334,9 +379,10 @@ def parse_similar_item(item):
     extra = {k: item[k] for k in ("contsign", "index", "page") if k in item}
     if thumb:
         extra["thumb_url"] = thumb
-    return Hit(url=url, fallbacks=fallbacks, thumb_url=thumb, page_url=item.get("fromUrl") or "",
-                      title=clean_title(item.get("fromPageTitle") or item.get("title") or ""),
-                      width=to_int(item.get("width")), height=to_int(item.get("height")), extra=extra)
+    hit = Hit(url=url, fallbacks=fallbacks, thumb_url=thumb, page_url=item.get("fromUrl") or "",
+              title=clean_title(item.get("fromPageTitle") or item.get("title") or ""),
+              width=to_int(item.get("width")), height=to_int(item.get("height")), extra=extra)
+    return _aliases(hit, original_similar_url(item))
 
 
 def parse_similar_page(payload):

@@ -1,11 +1,25 @@
-"""Built-in Chinese queries for lived-in indoor scenes (`crawl_baidu --default-queries`).
+"""Built-in Chinese queries for lived-in indoor scenes (`crawl_baidu --default-queries`): the original
+crawler's seven first, then SceneImg's own.
 
 Phrased the way people caption their own photos (真实, 日常, 实拍) rather than the way shops caption
 showroom renders, because the target is moderately messy rooms full of graspable objects.
 """
 from pathlib import Path
 
-DEFAULT_QUERIES = [
+from crawl.original import sanitize
+
+# The original crawler.py's built-in queries, in its order: they come first in DEFAULT_QUERIES.
+ORIGINAL_QUERIES = [
+    "室内 场景 日常 杂物",
+    "家居 室内 生活 场景 自然 光线",
+    "客厅 室内 生活 气息 真实",
+    "厨房 室内 桌面 杂物",
+    "卧室 室内 稍微 凌乱",
+    "书房 室内 桌面 物品",
+    "工作室 室内 工具 生活化",
+]
+
+SCENEIMG_QUERIES = [
     # rooms as they are lived in
     "真实客厅 日常 杂物",
     "家里客厅 实拍 生活气息",
@@ -52,6 +66,8 @@ DEFAULT_QUERIES = [
     "便利店 货架 商品",
 ]
 
+DEFAULT_QUERIES = ORIGINAL_QUERIES + [q for q in SCENEIMG_QUERIES if q not in ORIGINAL_QUERIES]
+
 
 def read_query_file(path):
     """One query per line; blank lines and lines starting with # are skipped."""
@@ -73,3 +89,12 @@ def collect(queries=(), query_file=None, default=False):
             seen.add(q)
             result.append(q)
     return result
+
+
+def query_for_folder(name):
+    """The query behind an original output folder name (the query, sanitized): a built-in query when
+    one sanitizes to that name, else the name itself."""
+    for query in DEFAULT_QUERIES:
+        if sanitize(query) == name:
+            return query
+    return name
