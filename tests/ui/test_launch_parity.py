@@ -4,7 +4,6 @@ Each stage has one launch function; these tests hold the command and the web for
 parameters, so a second launch of the same work returns the first run instead of enqueuing again.
 """
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -12,14 +11,6 @@ from curation.models import Run
 from tests.vlm.conftest import fast_retries, make_images, openai_fake, prompts  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(client):
-    user = User.objects.create_user("boss", password="pw-12345678", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(content_type__app_label="curation", codename="add_run"))
-    client.force_login(user)
-    return user
 
 
 def launch_from_runs_page(client, key, fields):

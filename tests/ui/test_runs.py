@@ -3,24 +3,16 @@ from datetime import timedelta
 
 import django_rq
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from curation import launch, registry, run_views
 from curation.models import Run
 from sceneimg_site import queues
+from tests.factories import image_row
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(client):
-    """Staff with the permission the admin asks for before launching (curation.add_run)."""
-    user = User.objects.create_user("boss", password="pw-12345678", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(content_type__app_label="curation", codename="add_run"))
-    client.force_login(user)
-    return user
 
 
 def test_runs_pages_require_login(client):
@@ -175,11 +167,7 @@ def test_bad_launch_form_says_why_and_launches_nothing(client, staff):
 
 
 def make_images(n):
-    from curation.models import Image
-
-    return [Image.objects.create(sha256=f"{i:064x}", file=f"images/{i}.jpg", thumbnail="", width=640, height=480,
-                                 format="jpeg", byte_size=1000, dhash=i, final_decision="keep")
-            for i in range(1, n + 1)]
+    return [image_row(i, final_decision="keep") for i in range(1, n + 1)]
 
 
 def test_staff_launches_clip_in_batches(client, staff, settings, redis_conn, django_capture_on_commit_callbacks):
