@@ -20,6 +20,19 @@ def _csv_sources(row):
             "queries": "; ".join(sorted({s["query"] for s in row["sources"] if s["query"]}))}
 
 
+def _provenance(row):
+    sources = row["sources"]
+
+    def joined(values, sep="; "):
+        return sep.join(sorted({v for v in values if v}))
+
+    return {"source_urls": " ".join(s["url"] for s in sources if s["url"]),
+            "page_urls": " ".join(s["page_url"] for s in sources if s["page_url"]),
+            "queries": joined(s["query"] for s in sources),
+            "seeds": joined(f"#{s['seed_image_id']}" if s["seed_image_id"] else s["seed_name"] for s in sources),
+            "providers": joined(s["provider"] for s in sources)}
+
+
 def register():
     registry.register_stage("crawl", "Baidu keyword crawl", forms.KeywordCrawlForm, launch.launch_crawl, order=10)
     registry.register_stage("similar", "Baidu reverse-image expansion", forms.SimilarForm, launch.launch_similar,
@@ -33,3 +46,5 @@ def register():
     registry.register_export_fields(_export_sources, prefetch=("sources",), csv=_csv_sources,
                                     csv_columns=("source_urls", "queries"), order=20)
     registry.register_run_images(filters.images_of_runs)
+    registry.register_provenance(("providers", "source_urls", "page_urls", "queries", "seeds"), _provenance,
+                                 order=10)

@@ -1,9 +1,11 @@
+import json
+
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
 from curation import admin_launch, registry, runs
-from curation.models import FilterScore, Image, Review, Run
+from curation.models import FilterScore, Image, Review, Run, Snapshot
 
 
 class HistoryAdmin(admin.ModelAdmin):
@@ -75,3 +77,35 @@ class RunAdmin(admin.ModelAdmin):
     def cancel_runs(self, request, queryset):
         cancelled = sum(runs.cancel(run) for run in queryset.filter(status__in=Run.ACTIVE))
         self.message_user(request, f"cancelled {cancelled} run(s)")
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(admin.ModelAdmin):
+    """Read-only: a snapshot is never edited or deleted here (its exports must stay reproducible)."""
+
+    list_display = ("id", "name", "filter", "image_count", "created_by", "created_at", "complete")
+    list_filter = ("complete",)
+    search_fields = ("name", "filter")
+    fields = ("name", "filter", "image_count", "created_by", "created_at", "run", "digest", "complete",
+              "provenance_text", "pages")
+    readonly_fields = fields
+    show_full_result_count = False
+
+    @admin.display(description="provenance")
+    def provenance_text(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.provenance, ensure_ascii=False, indent=2, sort_keys=True))
+
+    @admin.display(description="pages")
+    def pages(self, obj):
+        return format_html('<a href="{}">snapshot page</a> · <a href="{}">provenance sheet</a>',
+                           reverse("curation:snapshot_detail", args=[obj.pk]),
+                           reverse("curation:snapshot_provenance", args=[obj.pk]))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,22 +1,26 @@
-"""The export stage: the images matching a gallery filter, as a zip or a folder.
+"""The export stage: freeze the images matching a gallery filter as a snapshot, then write the snapshot.
 
-Layout (Hugging Face `imagefolder`, loadable with `load_dataset("imagefolder", data_dir=...)`):
+A snapshot (curation/snapshots.py) holds each image's export record as it was; writing one again,
+today or in a year, gives the same bytes. Formats (curation/export_formats.py):
 
-    images/00000042.jpg      generated from the Image id; never from a URL or an uploaded name
-    metadata.jsonl           one JSON object per image: file_name plus scores, verdicts, sources, decisions
-    sceneimg.csv             the same rows flattened for spreadsheets (not named metadata.csv: the
-                             imagefolder loader refuses two metadata files with different extensions)
+    zip, folder    Hugging Face `imagefolder` (`load_dataset("imagefolder", data_dir=...)`):
+                   images/00000042.jpg (named from the Image id; never from a URL or an uploaded name),
+                   metadata.jsonl (one record per image), sceneimg.csv (the same, flattened for
+                   spreadsheets; not metadata.csv, which the loader would take for a second metadata file)
+    webdataset     tar shards sceneimg-000000.tar, ... of `<id>.jpg` + `<id>.json` samples
+    parquet        metadata.parquet: the flat columns of sceneimg.csv plus each record as JSON
 
-The zip is written with ZIP_STORED (JPEG and PNG do not compress further) and streamed: each image
-is copied from storage into the archive in chunks, never re-fetched from its URL.
+Every format also carries provenance.csv (where each image came from and what judged it) and
+manifest.json (the snapshot, its provenance, and a sha256 per file). Images are copied from storage
+in chunks, never re-fetched from their URL.
 """
 import csv
+import hashlib
 import io
 import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -24,31 +28,45 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import default_storage
 
-from curation import registry
+from curation import provenance, registry, snapshots
+from curation.export_formats import FolderWriter, ParquetRows, ShardWriter, ZipWriter
 from curation.gallery import FilterError, as_querydict, filter_images
-from curation.models import Image, Run
+from curation.models import AutoStage, Image, Run
 from curation.querysets import id_chunks
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FILTER = "final=keep"
-FORMATS = ("zip", "folder")
+FORMATS = ("zip", "folder", "webdataset", "parquet")
+FOLDER_FORMATS = ("folder", "webdataset", "parquet")  # written as a folder of files
 CHUNK = 500
-COPY_BUFFER = 1024 * 1024
+DEFAULT_SHARD_SIZE = 1000
 METADATA_NAME = "metadata.jsonl"
 CSV_NAME = "sceneimg.csv"
+PROVENANCE_NAME = "provenance.csv"
+PARQUET_NAME = "metadata.parquet"
+MANIFEST_NAME = "manifest.json"
 IMAGES_DIR = "images"
 
-OWN_CSV_COLUMNS = (
-    "file_name", "image_id", "sha256", "width", "height", "format", "byte_size",
-    "final_decision", "auto_decision", "human_decision", "auto_reason",
-    "clip_indoor_margin", "clip_moderate_margin", "object_count", "vlm_score", "uncalibrated",
-)
+# name -> parquet type; the CSV has the same columns. New ones go at the end: readers index by position.
+OWN_COLUMNS = {
+    "file_name": "string", "image_id": "int", "sha256": "string", "width": "int", "height": "int",
+    "format": "string", "byte_size": "int", "final_decision": "string", "auto_decision": "string",
+    "human_decision": "string", "auto_reason": "string", "clip_indoor_margin": "float",
+    "clip_moderate_margin": "float", "object_count": "int", "vlm_score": "float", "uncalibrated": "bool",
+    "auto_stage": "string", "dup_group": "int", "first_seen": "string",
+}
+OWN_CSV_COLUMNS = tuple(OWN_COLUMNS)
 
 
 def csv_columns():
     """curation's columns, then what crawl and vlm registered (verdicts, source URLs, queries)."""
     return OWN_CSV_COLUMNS + tuple(c for extra in registry.export_fields() for c in extra.csv_columns)
+
+
+def parquet_columns():
+    """(name, type) of metadata.parquet: the CSV's columns (registered ones as text) and the whole record."""
+    return [(c, OWN_COLUMNS.get(c, "string")) for c in csv_columns()] + [("metadata", "string")]
 
 
 class ExportError(Exception):
@@ -68,9 +86,12 @@ def output_path(run_id, fmt):
     return root / (f"export-{run_id}.zip" if fmt == "zip" else f"export-{run_id}")
 
 
+def _extension(fmt):
+    return {"jpeg": "jpg", "jpg": "jpg", "png": "png"}.get((fmt or "").lower(), "bin")
+
+
 def archive_name(image):
-    ext = {"jpeg": "jpg", "jpg": "jpg", "png": "png"}.get((image.format or "").lower(), "bin")
-    return f"{IMAGES_DIR}/{image.pk:08d}.{ext}"
+    return f"{IMAGES_DIR}/{image.pk:08d}.{_extension(image.format)}"
 
 
 def matching(filter_string):
@@ -88,10 +109,10 @@ def _chunks(qs):
         yield list(Image.objects.filter(pk__in=ids).order_by("pk").prefetch_related(*prefetch))
 
 
-def record(image, file_name):
-    """The metadata.jsonl row for one image."""
+def record(image, file_name=None):
+    """The metadata.jsonl row for one image: what a snapshot freezes."""
     rec = {
-        "file_name": file_name,
+        "file_name": file_name or archive_name(image),
         "image_id": image.pk,
         "sha256": image.sha256,
         "width": image.width,
@@ -102,17 +123,19 @@ def record(image, file_name):
         "auto_decision": image.auto_decision,
         "human_decision": image.human_decision,
         "auto_reason": image.auto_reason,
+        "auto_stage": AutoStage(image.auto_stage).label if image.auto_stage is not None else None,
         "clip_indoor_margin": image.clip_indoor_margin,
         "clip_moderate_margin": image.clip_moderate_margin,
         "object_count": image.object_count,
         "vlm_score": image.vlm_score,
         "uncalibrated": image.uncalibrated,
         "dup_group": image.dup_group_id,
+        "first_seen": image.created_at.isoformat() if image.created_at else None,
         "filter_scores": [
             {"scorer_key": s.scorer_key, "scores": s.scores, "indoor_margin": s.indoor_margin,
              "moderate_margin": s.moderate_margin, "object_count": s.object_count, "passed": s.passed,
              "uncalibrated": s.uncalibrated}
-            for s in image.filter_scores.all()
+            for s in sorted(image.filter_scores.all(), key=lambda s: s.scorer_key)
         ],
     }
     for extra in registry.export_fields():
@@ -132,49 +155,33 @@ def _cell(value):
     return value
 
 
-def csv_row(rec, columns):
+def flat_row(rec, columns):
     flat = {k: rec.get(k) for k in columns}
     for extra in registry.export_fields():
         flat.update(extra.csv(rec))
-    return [_cell(flat[k]) for k in columns]
+    return {k: flat[k] for k in columns}
+
+
+def csv_row(rec, columns):
+    return [_cell(v) for v in flat_row(rec, columns).values()]
+
+
+def provenance_csv_row(rec, columns):
+    row = provenance.row(rec)
+    return [_cell(row.get(c)) for c in columns]
+
+
+def provenance_csv_rows(snapshot):
+    """The rows of a snapshot's provenance.csv, header first, read from its frozen records only (so the
+    sheet never changes); the same rows as in its exports."""
+    columns = provenance.columns()
+    yield list(columns)
+    for row in snapshots.rows(snapshot, with_files=False):
+        yield provenance_csv_row(json.loads(row.record), columns)
 
 
 def _open_stored(image):
     return default_storage.open(image.file.name, "rb")
-
-
-class _ZipSink:
-    def __init__(self, path):
-        self.zf = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
-
-    def add_image(self, name, image, src):
-        info = zipfile.ZipInfo(name, date_time=image.created_at.timetuple()[:6])
-        info.compress_type = zipfile.ZIP_STORED
-        info.file_size = image.byte_size
-        with self.zf.open(info, "w", force_zip64=image.byte_size > 2**31) as dst:
-            shutil.copyfileobj(src, dst, COPY_BUFFER)
-
-    def add_file(self, name, path):
-        self.zf.write(path, name, compress_type=zipfile.ZIP_STORED)
-
-    def close(self):
-        self.zf.close()
-
-
-class _FolderSink:
-    def __init__(self, root):
-        self.root = root
-        (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
-
-    def add_image(self, name, image, src):
-        with open(self.root / name, "wb") as dst:
-            shutil.copyfileobj(src, dst, COPY_BUFFER)
-
-    def add_file(self, name, path):
-        shutil.copyfile(path, self.root / name)
-
-    def close(self):
-        pass
 
 
 def check_output(out, fmt):
@@ -183,68 +190,163 @@ def check_output(out, fmt):
     out = Path(out)
     if fmt == "zip" and out.exists():
         raise ExportError(f"{out} already exists; choose another --out or remove it")
-    if fmt == "folder" and out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if fmt in FOLDER_FORMATS and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} exists and is not an empty folder")
     if not out.parent.is_dir():
         raise ExportError(f"the folder {out.parent} does not exist")
     return out
 
 
-def export(tracker, filter_string=DEFAULT_FILTER, out=None, fmt="zip"):
-    """Write the images matching `filter_string` to `out`. Counts exported / missing on the tracker.
+def export(tracker, filter_string=DEFAULT_FILTER, out=None, fmt="zip", *, name="", user=None, shard_size=None):
+    """Freeze the images matching `filter_string` as a snapshot, then write it to `out`.
 
-    A zip appears under its name only when complete (written as <out>.part, then renamed); a folder
-    is filled in place. Returns the output path.
+    Counts frozen / exported / missing on the tracker. Returns the output path.
     """
     out = check_output(out, fmt)
+    snapshot = freeze(tracker, filter_string, name=name, user=user)
+    return export_snapshot(tracker, snapshot, out, fmt, shard_size=shard_size)
+
+
+def freeze(tracker, filter_string=DEFAULT_FILTER, *, name="", user=None):
+    """A new snapshot of the images matching `filter_string`, each with its export record as it is now."""
     qs = matching(filter_string)
     tracker.set_total(qs.count())
-    if fmt == "zip":
-        partial = out.with_name(out.name + ".part")
-        sink = _ZipSink(partial)
-    else:
-        partial = None
-        out.mkdir(exist_ok=True)
-        sink = _FolderSink(out)
-    meta_fd, meta_path = tempfile.mkstemp(prefix="sceneimg-export-", suffix=".jsonl", dir=out.parent)
-    csv_fd, csv_path = tempfile.mkstemp(prefix="sceneimg-export-", suffix=".csv", dir=out.parent)
-    try:
-        with os.fdopen(meta_fd, "w", encoding="utf-8") as meta, \
-                os.fdopen(csv_fd, "w", encoding="utf-8", newline="") as csv_file:
-            writer = csv.writer(csv_file)
-            columns = csv_columns()
-            writer.writerow(columns)
-            for images in _chunks(qs):
-                for image in images:
-                    tracker.check_cancelled()
-                    name = archive_name(image)
-                    try:
-                        src = _open_stored(image)
-                    except OSError as exc:
-                        # The row stays out of the metadata: an archive never names a file it lacks.
-                        log.warning("export: image #%s has no readable file (%s); skipped", image.pk, exc)
-                        tracker.count("missing")
-                        continue
-                    with src:
-                        sink.add_image(name, image, src)
-                    rec = record(image, name)
-                    meta.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                    writer.writerow(csv_row(rec, columns))
-                    tracker.count("exported")
-        sink.add_file(METADATA_NAME, meta_path)
-        sink.add_file(CSV_NAME, csv_path)
-        sink.close()
-        if partial is not None:
-            os.replace(partial, out)
-    except BaseException:
-        sink.close()
-        if partial is not None and partial.exists():
-            partial.unlink()
-        raise
-    finally:
-        for path in (meta_path, csv_path):
+    records = ((image.pk, image.final_decision, record(image)) for images in _chunks(qs) for image in images)
+    return snapshots.freeze(tracker, filter_string, records, name=name, user=user)
+
+
+class _SideFiles:
+    """The files written beside the images (metadata, CSVs, parquet), kept in temporary files until the
+    images are in, then added to the archive in a fixed order."""
+
+    def __init__(self, folder, fmt):
+        self.folder, self.fmt, self.paths, self.handles = folder, fmt, {}, {}
+        names = [PROVENANCE_NAME]
+        if fmt in ("zip", "folder"):
+            names = [METADATA_NAME, CSV_NAME, PROVENANCE_NAME]
+        for name in names:
+            fd, path = tempfile.mkstemp(prefix="sceneimg-export-", suffix="-" + name, dir=folder)
+            self.paths[name] = path
+            self.handles[name] = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        self.csv_columns = csv_columns()
+        self.provenance_columns = provenance.columns()
+        self.writers = {name: csv.writer(fh) for name, fh in self.handles.items() if name.endswith(".csv")}
+        if CSV_NAME in self.writers:
+            self.writers[CSV_NAME].writerow(self.csv_columns)
+        self.writers[PROVENANCE_NAME].writerow(self.provenance_columns)
+        self.parquet = None
+        if fmt == "parquet":
+            fd, path = tempfile.mkstemp(prefix="sceneimg-export-", suffix="-" + PARQUET_NAME, dir=folder)
+            os.close(fd)
+            self.paths[PARQUET_NAME] = path
+            self.parquet = ParquetRows(path, parquet_columns())
+
+    def add(self, line, rec):
+        if METADATA_NAME in self.handles:
+            self.handles[METADATA_NAME].write(line + "\n")
+            self.writers[CSV_NAME].writerow(csv_row(rec, self.csv_columns))
+        self.writers[PROVENANCE_NAME].writerow(provenance_csv_row(rec, self.provenance_columns))
+        if self.parquet is not None:
+            self.parquet.add({**flat_row(rec, self.csv_columns), "metadata": line})
+
+    def add_to(self, writer):
+        for fh in self.handles.values():
+            fh.close()
+        if self.parquet is not None:
+            self.parquet.close()
+            self.parquet = None
+            writer.add_file(PARQUET_NAME, self.paths[PARQUET_NAME])
+        for name in (METADATA_NAME, CSV_NAME, PROVENANCE_NAME):
+            if name in self.paths:
+                writer.add_file(name, self.paths[name])
+
+    def remove(self):
+        for fh in self.handles.values():
+            fh.close()
+        if self.parquet is not None:
+            self.parquet.close()
+        for path in self.paths.values():
             if os.path.exists(path):
                 os.unlink(path)
+
+
+def _writer(fmt, out, when, shard_size):
+    if fmt == "zip":
+        return ZipWriter(out, when)
+    if fmt == "webdataset":
+        return ShardWriter(out, when, shard_size)
+    return FolderWriter(out, when)
+
+
+def _add_image(writer, fmt, rec, src):
+    if fmt == "webdataset":
+        sample = dict(rec)
+        sample.pop("file_name")  # the imagefolder path; a shard's sample is named by its key
+        meta = snapshots.canonical_json(sample).encode()
+        writer.add_sample(f"{rec['image_id']:08d}", [
+            (_extension(rec["format"]), src, rec["byte_size"]), ("json", io.BytesIO(meta), len(meta)),
+        ])
+    else:
+        writer.add_stream(rec["file_name"], src, rec["byte_size"])
+
+
+def manifest(snapshot, fmt, shard_size, counts, files):
+    """manifest.json: nothing in it depends on when or where it was written, so it is reproducible too."""
+    body = {
+        "snapshot": {"id": snapshot.pk, "name": snapshot.name, "filter": snapshot.filter,
+                     "created_at": snapshot.created_at.isoformat(), "image_count": snapshot.image_count,
+                     "digest": snapshot.digest},
+        "format": fmt,
+        "counts": counts,
+        "provenance": snapshot.provenance,
+        "files": [f.as_dict() for f in files],
+    }
+    if fmt == "webdataset":
+        body["shard_size"] = shard_size
+    return (json.dumps(body, ensure_ascii=False, sort_keys=True, indent=1) + "\n").encode()
+
+
+def export_snapshot(tracker, snapshot, out, fmt="zip", *, shard_size=None):
+    """Write a frozen snapshot to `out` as `fmt`. The same snapshot, format and shard size always give
+    the same bytes. Counts exported / missing on the tracker; returns the output path."""
+    out = check_output(out, fmt)
+    if not snapshot.complete:
+        raise ExportError(f"snapshot #{snapshot.pk} was never completed (its freeze failed or was cancelled)")
+    shard_size = shard_size or DEFAULT_SHARD_SIZE
+    tracker.set_total(snapshot.image_count)
+    writer = _writer(fmt, out, snapshot.created_at, shard_size)
+    sides = _SideFiles(out.parent, fmt)
+    digest = hashlib.sha256()
+    counts = {"exported": 0, "missing": 0}
+    try:
+        for row in snapshots.rows(snapshot, with_files=fmt != "parquet"):
+            tracker.check_cancelled()
+            digest.update(row.record.encode() + b"\n")
+            rec = json.loads(row.record)
+            if fmt != "parquet":
+                try:
+                    src = _open_stored(row.image)
+                except OSError as exc:
+                    # The row stays out of the metadata: an archive never names a file it lacks.
+                    log.warning("export: image #%s has no readable file (%s); skipped", row.image_id, exc)
+                    tracker.count("missing")
+                    counts["missing"] += 1
+                    continue
+                with src:
+                    _add_image(writer, fmt, rec, src)
+            sides.add(row.record, rec)
+            tracker.count("exported")
+            counts["exported"] += 1
+        if digest.hexdigest() != snapshot.digest:
+            raise ExportError(f"snapshot #{snapshot.pk}: its rows are not what was frozen (digest differs)")
+        sides.add_to(writer)
+        writer.add_bytes(MANIFEST_NAME, manifest(snapshot, fmt, shard_size, counts, writer.files))
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        sides.remove()
     if tracker.run is not None:
         Run.objects.filter(pk=tracker.run.pk).update(result=str(out))
     return out

@@ -1,4 +1,5 @@
 """Export from the browser: choose a filter, follow the run's progress, download the zip."""
+import json
 from pathlib import Path
 
 from django.contrib import messages
@@ -10,7 +11,8 @@ from django.urls import reverse
 from curation import export, launch
 from curation.forms import ExportLaunchForm
 from curation.gallery import FilterError, estimate_count, querystring_without
-from curation.models import Run
+from curation.models import Run, Snapshot
+from curation.registry import LaunchError
 from curation.run_views import STOP_POLLING, row_context
 
 RECENT = 20
@@ -37,9 +39,13 @@ def export_new(request):
             if fmt == "folder" and not request.user.is_staff:
                 form.add_error("format", "Only staff can write an export to a folder on the server.")
             else:
-                run = launch.launch_export(launch.export_params(form.cleaned_data["filter"], fmt), request.user)
-                messages.success(request, f"Export run #{run.pk} {run.status}.")
-                return redirect(reverse("curation:export_detail", args=[run.pk]))
+                try:
+                    run = launch.launch_export(form.params(), request.user)
+                except LaunchError as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    messages.success(request, f"Export run #{run.pk} {run.status}.")
+                    return redirect(reverse("curation:export_detail", args=[run.pk]))
     else:
         form = ExportLaunchForm(initial={"filter": _initial_filter(request)})
     filter_value = form["filter"].value() or ""
@@ -71,11 +77,43 @@ def export_progress(request, run_id):
 
 def _download(run):
     path = finished_zip(run)
+    folder = finished_folder(run)
     return {
         "download_url": reverse("curation:export_download", args=[run.pk]) if path else None,
         "download_size": path.stat().st_size if path else None,
-        "folder": run.result if run.status == Run.Status.DONE and run.params.get("format") == "folder" else "",
+        "folder": str(folder) if folder and run.params.get("format") == "folder" else "",
+        "files": [(name, reverse("curation:export_file", args=[run.pk, name]), size)
+                  for name, size in folder_files(folder)] if folder else [],
+        "snapshot": _snapshot_of(run),
     }
+
+
+def _snapshot_of(run):
+    """The snapshot a run froze, or the one it wrote again."""
+    if run.params.get("snapshot"):
+        return Snapshot.objects.filter(pk=run.params["snapshot"], complete=True).first()
+    return Snapshot.objects.filter(run=run, complete=True).first()
+
+
+def finished_folder(run):
+    """The run's output folder, only if it is done, a folder format, and inside the export folder."""
+    if run.status != Run.Status.DONE or run.params.get("format") not in export.FOLDER_FORMATS or not run.result:
+        return None
+    path = Path(run.result).resolve()
+    if not path.is_relative_to(export.export_root()) or not path.is_dir():
+        return None
+    return path
+
+
+def folder_files(folder):
+    """[(name, size)] of the files at the top of an export folder that its manifest lists (shards, parquet,
+    metadata, provenance) and the manifest itself; never the images/ folder's thousands of files."""
+    try:
+        listed = json.loads((folder / export.MANIFEST_NAME).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError):
+        return []
+    names = [f["name"] for f in listed if "/" not in f["name"]] + [export.MANIFEST_NAME]
+    return [(name, (folder / name).stat().st_size) for name in names if (folder / name).is_file()]
 
 
 def finished_zip(run):
@@ -97,3 +135,14 @@ def export_download(request, run_id):
         raise Http404("This export has no file to download (not finished, a folder export, or removed).")
     return FileResponse(open(path, "rb"), as_attachment=True, filename=f"sceneimg-export-{run.pk}.zip",
                          content_type="application/zip")
+
+
+@login_required
+def export_file(request, run_id, name):
+    """One top-level file of a finished folder export (a shard, the parquet, the manifest, ...)."""
+    run = _export_run(run_id)
+    folder = finished_folder(run)
+    sizes = dict(folder_files(folder)) if folder else {}
+    if name not in sizes:
+        raise Http404("No such file in this export.")
+    return FileResponse(open(folder / name, "rb"), as_attachment=True, filename=f"sceneimg-export-{run.pk}-{name}")

@@ -31,9 +31,22 @@ class DedupForm(forms.Form):
 
 
 class ExportLaunchForm(forms.Form):
+    FORMAT_CHOICES = [
+        ("zip", "imagefolder zip"),
+        ("webdataset", "webdataset tar shards"),
+        ("parquet", "parquet of the metadata"),
+        ("folder", "imagefolder folder on the server"),
+    ]
+
     filter = forms.CharField(label="Gallery filter (querystring)", required=False, initial="final=keep",
                              max_length=2000)
-    format = forms.ChoiceField(choices=[("zip", "zip"), ("folder", "folder on the server")], initial="zip")
+    name = forms.CharField(label="Snapshot name", required=False, max_length=200,
+                           help_text="optional; the export first freezes the matching images as a snapshot")
+    format = forms.ChoiceField(choices=FORMAT_CHOICES, initial="zip")
+    shard_size = forms.IntegerField(label="Shard size", required=False, min_value=1, initial=1000,
+                                    help_text="images per tar shard (webdataset only)")
+    # Set when writing an existing snapshot again; the filter is then ignored.
+    snapshot = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
     def clean_filter(self):
         value = self.cleaned_data["filter"].strip().lstrip("?")
@@ -44,4 +57,6 @@ class ExportLaunchForm(forms.Form):
         return value
 
     def params(self):
-        return launch.export_params(self.cleaned_data["filter"], self.cleaned_data["format"])
+        c = self.cleaned_data
+        return launch.export_params(c["filter"], c["format"], name=c["name"], shard_size=c["shard_size"],
+                                    snapshot=c["snapshot"])

@@ -14,7 +14,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.http import QueryDict
 
 from curation import registry
-from curation.models import Decision, Image
+from curation.models import Decision, Image, SnapshotImage
 
 PAGE_SIZE = 60
 
@@ -36,6 +36,8 @@ OWN_FIELDS = {
     "dups": "1: has near-duplicates; 0: has none",
     "group": "members of this near-duplicate group (the representative's Image id)",
     "uncalibrated": "1: scored by an uncalibrated (random-weight) model; 0: calibrated only",
+    "ids": "these Image ids, comma-separated (at most 5000; e.g. a snapshot diff's links)",
+    "snapshot": "images in this snapshot (its id), as they are now",
     "sort": "new (default), old, indoor, -indoor, moderate, -moderate, vlm, -vlm ('-' = highest first)",
 }
 
@@ -183,6 +185,7 @@ def filter_images(params, *, ordered=True):
     uncalibrated = flag(qd, "uncalibrated")
     if uncalibrated is not None:
         qs = qs.filter(uncalibrated=uncalibrated)
+    qs = _membership(qs, qd)
     if not ordered:
         return qs
     field, descending = SORTS[sort_name(qd)]
@@ -228,6 +231,28 @@ def _duplicates(qs, qd):
     group = whole_number(qd, "group")
     if group is not None:
         qs = qs.filter(Q(dup_group_id=group) | Q(pk=group))
+    return qs
+
+
+MAX_IDS = 5000
+
+
+def _membership(qs, qd):
+    ids = []
+    for value in values(qd, "ids"):
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    ids.append(int(part))
+                except ValueError:
+                    raise FilterError(f"ids: expected whole numbers separated by commas, got {part.strip()!r}") from None
+    if len(ids) > MAX_IDS:
+        raise FilterError(f"ids: at most {MAX_IDS} ids, got {len(ids)}")
+    if values(qd, "ids"):
+        qs = qs.filter(pk__in=ids)
+    snapshot = whole_number(qd, "snapshot")
+    if snapshot is not None:
+        qs = qs.filter(Exists(SnapshotImage.objects.filter(snapshot_id=snapshot, image_id=OuterRef("pk"))))
     return qs
 
 

@@ -4,7 +4,7 @@ Launching them is curation/launch.py's job; nothing here enqueues anything.
 """
 from django.contrib.auth import get_user_model
 
-from curation import export, review, runs
+from curation import export, review, runs, snapshots
 from curation.neardup import find_duplicates
 from curation.scoring import DecisionRule, score_images
 
@@ -19,9 +19,13 @@ def find_duplicates_job(run_id, threshold=None):
     return runs.run_job(run_id, lambda t: find_duplicates(t, threshold))
 
 
-def export_job(run_id, filter="", format="zip", out=None):
+def export_job(run_id, filter="", format="zip", out=None, snapshot=None, name="", shard_size=None):
+    """Freeze `filter` as a new snapshot and write it, or write the existing `snapshot` again."""
     out = out or export.output_path(run_id, format)
-    return runs.run_job(run_id, lambda t: export.export(t, filter, out, format))
+    if snapshot is not None:
+        return runs.run_job(run_id, lambda t: export.export_snapshot(
+            t, snapshots.get(snapshot), out, format, shard_size=shard_size))
+    return runs.run_job(run_id, lambda t: export.export(t, filter, out, format, name=name, shard_size=shard_size))
 
 
 def decide_matching_job(run_id, querystring, decision, user_id, note=""):

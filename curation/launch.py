@@ -5,8 +5,8 @@ and returns the Run: a new one on its queue, or the identical one already queued
 """
 from django.conf import settings
 
-from curation import gallery, jobs, review, runs
-from curation.export import DEFAULT_FILTER, FORMATS
+from curation import gallery, jobs, review, runs, snapshots
+from curation.export import DEFAULT_FILTER, DEFAULT_SHARD_SIZE, FORMATS
 from curation.models import Run
 from curation.registry import LaunchError
 from curation.scoring import DecisionRule, InputError, key_for_settings, select_image_ids
@@ -61,8 +61,17 @@ def launch_dedup(params, user=None):
     return runs.launch(Run.Kind.DEDUP, jobs.find_duplicates_job, p, queue=queues.DEFAULT, user=user, label=label)
 
 
-def export_params(filter_string=DEFAULT_FILTER, fmt="zip", *, out=None, label=""):
-    params = {"filter": (filter_string or "").strip().lstrip("?"), "format": fmt, "label": label}
+def export_params(filter_string=DEFAULT_FILTER, fmt="zip", *, out=None, label="", name="", shard_size=None,
+                  snapshot=None):
+    """An export run's parameters: freeze `filter_string` as a new snapshot, or write `snapshot` again."""
+    if snapshot is not None:
+        params = {"snapshot": int(snapshot), "format": fmt, "label": label}
+    else:
+        params = {"filter": (filter_string or "").strip().lstrip("?"), "format": fmt, "label": label}
+        if name:
+            params["name"] = name
+    if fmt == "webdataset":
+        params["shard_size"] = int(shard_size or DEFAULT_SHARD_SIZE)
     if out:
         params["out"] = str(out)
     return params
@@ -71,14 +80,22 @@ def export_params(filter_string=DEFAULT_FILTER, fmt="zip", *, out=None, label=""
 def launch_export(params, user=None):
     """Queue an export run (or return the identical one already queued or running)."""
     p = dict(params)
-    label = p.pop("label", "") or f"export {p['filter'] or 'all images'}"[:200]
+    label = p.pop("label", "")
     if p["format"] not in FORMATS:
         raise LaunchError(f"format must be one of {', '.join(FORMATS)}, not {p['format']!r}")
-    try:
-        gallery.filter_images(p["filter"])
-    except gallery.FilterError as exc:
-        raise LaunchError(f"filter: {exc}") from None
-    return runs.launch(Run.Kind.EXPORT, jobs.export_job, p, queue=queues.EXPORT, user=user, label=label)
+    if p.get("shard_size") is not None and p["shard_size"] < 1:
+        raise LaunchError("shard size must be at least 1")
+    if "snapshot" in p:
+        if not snapshots.complete().filter(pk=p["snapshot"]).exists():
+            raise LaunchError(f"snapshot #{p['snapshot']} does not exist (or never finished freezing)")
+        label = label or f"export snapshot #{p['snapshot']} as {p['format']}"
+    else:
+        try:
+            gallery.filter_images(p["filter"])
+        except gallery.FilterError as exc:
+            raise LaunchError(f"filter: {exc}") from None
+        label = label or f"export {p['filter'] or 'all images'}"
+    return runs.launch(Run.Kind.EXPORT, jobs.export_job, p, queue=queues.EXPORT, user=user, label=label[:200])
 
 
 def request_bulk(params, decision, user, note=""):

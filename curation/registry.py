@@ -8,7 +8,9 @@ own `stages.py`, the way apps register models with django.contrib.admin:
 - filter panels: a template (and its context) for the gallery's filter sidebar;
 - detail panels: a template (and its context) on the image detail page;
 - export fields: what an app adds to each exported image's metadata;
-- run images: how to find the images a run brought in or judged.
+- run images: how to find the images a run brought in or judged;
+- provenance: an app's columns in a snapshot's provenance sheet, and what it adds to the snapshot's own;
+- diff reasons: how to tell that an image changed between two snapshots because of an app's stage.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -61,6 +63,8 @@ _filter_panels: list[Panel] = []
 _detail_panels: list[Panel] = []
 _export_fields: list[ExportFields] = []
 _run_images: list[Callable] = []
+_provenance: list["Provenance"] = []
+_diff_reasons: list["DiffReason"] = []
 
 
 def _replace(items, item, same):
@@ -124,3 +128,41 @@ def register_run_images(images_of_runs):
 
 def run_image_querysets(runs):
     return [images_of_runs(runs) for images_of_runs in _run_images]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    columns: tuple  # the app's columns in the provenance sheet
+    row: Callable  # (frozen export record) -> dict of those columns
+    snapshot: Callable | None  # (Image queryset of a snapshot) -> dict merged into the snapshot's provenance
+    order: int
+
+
+def register_provenance(columns=(), row=None, *, snapshot=None, order=100):
+    """Per image, `row` reads only the frozen record, so the sheet of an old snapshot never changes;
+    per snapshot, `snapshot` runs once, when the snapshot is frozen."""
+    item = Provenance(tuple(columns), row or (lambda record: {}), snapshot, order)
+    _replace(_provenance, item, lambda p: p.row is item.row and p.snapshot is item.snapshot)
+
+
+def provenance_fields():
+    return list(_provenance)
+
+
+@dataclass(frozen=True)
+class DiffReason:
+    label: str  # e.g. "new VLM verdict"
+    differs: Callable  # (earlier frozen record, later frozen record) -> bool
+    evidence: Callable  # (image ids, since, until) -> ids with this kind of change in that window
+    order: int
+
+
+def register_diff_reason(label, differs, evidence, *, order=100):
+    """A reason an image entered, left or changed decision between two snapshots. When the image is in
+    both, `differs` compares its two frozen records; when it is in only one, `evidence` looks for a
+    change of this kind between the two snapshots' times."""
+    _replace(_diff_reasons, DiffReason(label, differs, evidence, order), lambda r: r.label == label)
+
+
+def diff_reasons():
+    return list(_diff_reasons)

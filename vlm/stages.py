@@ -3,7 +3,7 @@ from django.db.models import Prefetch
 
 from curation import registry
 from vlm import filters, forms, launch
-from vlm.models import VlmVerdict
+from vlm.models import PromptVersion, VlmVerdict
 
 
 def _verdicts(image):
@@ -27,6 +27,37 @@ def _csv_verdicts(row):
     )}
 
 
+def _judged_by(row):
+    return {"judged_by": "; ".join(
+        f"{v['prompt_version']} ({(v['prompt_hash'] or '')[:8]}) {v['backend']}/{v['model']}: {v['decision'] or 'error'}"
+        for v in row["verdicts"]
+    )}
+
+
+def _prompts_used(images):
+    """The full texts of every prompt version that judged an image of the snapshot."""
+    used = PromptVersion.objects.filter(verdicts__image__in=images).distinct().order_by("name", "id")
+    return {"vlm_prompts": [
+        {"name": pv.name, "content_hash": pv.content_hash, "system_text": pv.system_text,
+         "user_template": pv.user_template, "source_file": pv.source_file}
+        for pv in used
+    ]}
+
+
+def _verdict_signature(row):
+    return sorted((v["prompt_hash"], v["backend"], v["model"], v["decision"] or "", v["score"] or 0.0)
+                  for v in row.get("verdicts", ()))
+
+
+def _verdicts_differ(before, after):
+    return _verdict_signature(before) != _verdict_signature(after)
+
+
+def _verdicts_written_between(image_ids, since, until):
+    return set(VlmVerdict.objects.filter(image_id__in=image_ids, updated_at__gt=since, updated_at__lte=until)
+               .values_list("image_id", flat=True))
+
+
 def register():
     registry.register_stage("vlm", "VLM judge", forms.VlmForm, launch.launch_vlm, order=70)
     registry.register_filter(filters.FIELDS, filters.judged, order=20)
@@ -36,3 +67,5 @@ def register():
     verdicts = Prefetch("verdicts", queryset=VlmVerdict.objects.select_related("prompt_version").order_by("id"))
     registry.register_export_fields(_export_verdicts, prefetch=(verdicts,), csv=_csv_verdicts,
                                     csv_columns=("vlm_verdicts",), order=10)
+    registry.register_provenance(("judged_by",), _judged_by, snapshot=_prompts_used, order=20)
+    registry.register_diff_reason("new VLM verdict", _verdicts_differ, _verdicts_written_between, order=30)

@@ -54,14 +54,14 @@ def test_zip_holds_stored_images_metadata_and_csv(images, tmp_path):
     out = tmp_path / "set.zip"
     tracker = Tracker()
     export.export(tracker, "final=keep", out, "zip")
-    assert tracker.counts == {"exported": 2}
+    assert tracker.counts == {"frozen": 2, "exported": 2}
     assert not (tmp_path / "set.zip.part").exists()
     keep1, data1 = images["keep1"]
     keep2, data2 = images["keep2"]
     with zipfile.ZipFile(out) as zf:
         names = sorted(zf.namelist())
         assert names == sorted([f"images/{keep1.pk:08d}.jpg", f"images/{keep2.pk:08d}.png",
-                                "metadata.jsonl", "sceneimg.csv"])
+                                "manifest.json", "metadata.jsonl", "provenance.csv", "sceneimg.csv"])
         assert all(info.compress_type == zipfile.ZIP_STORED for info in zf.infolist())
         assert zf.read(f"images/{keep1.pk:08d}.jpg") == data1
         assert zf.read(f"images/{keep2.pk:08d}.png") == data2
@@ -105,7 +105,7 @@ def test_missing_file_is_skipped_and_counted(images, tmp_path):
     tracker = Tracker()
     out = tmp_path / "set.zip"
     export.export(tracker, "final=keep", out, "zip")
-    assert tracker.counts == {"exported": 1, "missing": 1}
+    assert tracker.counts == {"frozen": 2, "exported": 1, "missing": 1}
     assert [r["image_id"] for r in export.read_metadata(out)] == [images["keep1"][0].pk]
 
 
