@@ -199,8 +199,8 @@ def parse_args():
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the tests")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per test run (default 900)")
-    parser.add_argument("--redis-url", default=os.environ.get("MUTATIONS_REDIS_URL", "redis://127.0.0.1:6379/14"),
-                        help="a Redis database the tests may flush (default db 14; MUTATIONS_REDIS_URL)")
+    parser.add_argument("--redis-url", default=os.environ.get("MUTATIONS_REDIS_URL", "redis://127.0.0.1:6379/12"),
+                        help="a Redis database no one else uses: the tests flush it (default db 12; MUTATIONS_REDIS_URL)")
     return parser.parse_args()
 
 

@@ -1,4 +1,4 @@
-"""Rows for tests: images (with or without a real stored file), sources, prompt versions, verdicts, reviews.
+"""Rows for tests: images (with or without a real stored file), prompt versions and verdicts.
 
 Decisions follow the product's rule unless a test sets `final_decision` itself: a person's decision
 wins, else the automatic one.
@@ -8,14 +8,14 @@ import hashlib
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from crawl.models import Source
-from curation.models import Image, Review
+from curation.models import Image
 from tests.images import encode, photo_like
 from vlm.models import PromptVersion, VlmVerdict
 
 
 def spread_dhash(n):
-    """A 64-bit signed dHash drawn from n: two different n are about 32 bits apart, never near-duplicates."""
+    """A 64-bit signed dHash drawn from n: two different n are about 32 bits apart (within 10 bits: odds
+    under one in a hundred million), so never near-duplicates by accident."""
     return int.from_bytes(hashlib.sha256(f"dhash-{n}".encode()).digest()[:8], "big", signed=True)
 
 
@@ -68,13 +68,6 @@ def stored_data(image):
         return fh.read()
 
 
-def source(image=None, **fields):
-    """A Source row (one sighting); stored unless the test says otherwise."""
-    fields.setdefault("provider", Source.Provider.URL_LIST)
-    fields.setdefault("outcome", Source.Outcome.STORED if image is not None else Source.Outcome.ERROR)
-    return Source.objects.create(image=image, **fields)
-
-
 def prompt_version(name="v1", **fields):
     fields.setdefault("system_text", f"system {name}")
     fields.setdefault("user_template", "judge")
@@ -86,7 +79,3 @@ def verdict(image, pv, decision, score=None, *, backend="openai", model="m1", **
     return VlmVerdict.objects.create(image=image, prompt_version=pv, backend=backend, model=model,
                                      decision=decision, score=score, **fields)
 
-
-def review(image, user, new, *, old=None, **fields):
-    """An append-only Review row; it does not change the image (the review code does that)."""
-    return Review.objects.create(image=image, user=user, old=old, new=new, **fields)

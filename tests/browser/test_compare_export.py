@@ -11,7 +11,7 @@ from rq import SimpleWorker
 
 from sceneimg_site import queues
 from tests.browser.conftest import screenshot
-from tests.ui.imagerows import make_image
+from tests.factories import stored_image
 from vlm.models import PromptVersion, VlmVerdict
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -33,7 +33,7 @@ def judged():
     v2 = PromptVersion.objects.create(name="v2", system_text="s2", user_template="u", content_hash="2" * 64)
     images = []
     for i, (d1, d2, human) in enumerate(PLAN):
-        img = make_image(700 + i, auto_decision=d2, human_decision=human, vlm_score=0.2 + 0.1 * i)
+        img = stored_image(700 + i, auto_decision=d2, human_decision=human, vlm_score=0.2 + 0.1 * i)
         images.append(img)
         for pv, decision in ((v1, d1), (v2, d2)):
             VlmVerdict.objects.create(image=img, prompt_version=pv, backend="openai", model="gpt-4.1",

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 from crawl.models import Source
 from curation.models import FilterScore, Image, Review
 from tests.browser.conftest import screenshot
-from tests.ui.imagerows import make_image
+from tests.factories import stored_image
 from vlm.models import PromptVersion, VlmVerdict
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -20,7 +20,7 @@ def images():
     made = []
     for i in range(8):
         auto = ["keep", "reject", None, "keep"][i % 4]
-        img = make_image(500 + i, width=400, height=300, auto_decision=auto,
+        img = stored_image(500 + i, width=400, height=300, auto_decision=auto,
                          clip_indoor_margin=round(0.04 * i - 0.05, 3), clip_moderate_margin=round(0.02 * i, 3),
                          vlm_score=round(0.1 + 0.1 * i, 2) if auto else None)
         made.append(img)
@@ -205,7 +205,7 @@ def test_infinite_scroll_loads_the_next_pages(logged_in_page, monkeypatch):
     from curation import gallery
 
     monkeypatch.setattr(gallery, "PAGE_SIZE", 4)  # the live server runs in this process
-    made = [make_image(700 + i, auto_decision="keep") for i in range(10)]
+    made = [stored_image(700 + i, auto_decision="keep") for i in range(10)]
     page = open_gallery(logged_in_page)
     page.set_viewport_size({"width": 1400, "height": 400})
     page.goto(page.url)

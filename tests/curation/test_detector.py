@@ -8,7 +8,7 @@ from curation.clip import ModelWeightsMissing
 from curation.detector import check_detector_weights, get_object_counter, resolve_detector_spec
 from curation.models import FilterScore, Image
 from curation.scoring import DecisionRule, score_images
-from tests.curation.scoring_helpers import make_image
+from tests.factories import stored_image
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +36,7 @@ def test_counts_are_per_image_and_fall_as_the_threshold_rises():
 
 
 def test_count_bounds_run_the_detector_and_decide():
-    images = [make_image(seed) for seed in range(3)]
+    images = [stored_image(seed, width=320, height=240) for seed in range(3)]
     ids = [im.pk for im in images]
     tracker = runs.Tracker()
     score_images(tracker, ids, rule=DecisionRule(indoor_margin=-2, object_count_min=0), device="cpu", batch_size=2)
@@ -54,7 +54,7 @@ def test_count_bounds_run_the_detector_and_decide():
 
 
 def test_without_count_bounds_the_detector_does_not_run():
-    im = make_image(1)
+    im = stored_image(1, width=320, height=240)
     score_images(runs.Tracker(), [im.pk], rule=DecisionRule(indoor_margin=-2), device="cpu")
     fs = FilterScore.objects.get()
     assert "frcnn" not in fs.scorer_key and fs.object_count is None
@@ -66,6 +66,6 @@ def test_missing_detector_weights_fail_at_once(settings, tmp_path):
     with pytest.raises(ModelWeightsMissing) as exc:
         check_detector_weights()
     assert "SCENEIMG_DETECTOR_WEIGHTS" in str(exc.value) and "fetch_models" in str(exc.value)
-    make_image(1)
+    stored_image(1, width=320, height=240)
     with pytest.raises(CommandError, match="SCENEIMG_DETECTOR_WEIGHTS"):
         call_command("filter_clip", "--object-count-min", "3")

@@ -6,8 +6,7 @@ from django.db import transaction
 
 from curation import neardup
 from curation.models import FilterScore, Image
-from tests.curation.scoring_helpers import make_image
-from tests.factories import image_row
+from tests.factories import image_row, stored_image
 
 
 def planted_hashes(n, k, seed, pairs):
@@ -81,11 +80,12 @@ def test_representative_is_largest_then_earliest():
 @pytest.mark.django_db
 def test_find_duplicates_groups_the_collection_and_rejects_all_but_the_representative():
     base = 0x1234_5678_9ABC_DEF0
-    small = make_image(1, 200, 150, dhash=base)
-    big = make_image(2, 400, 300, dhash=base ^ 0b1011)  # 3 bits away
-    kept_by_person = make_image(3, 200, 150, dhash=base ^ (0b111 << 40), human_decision="keep", final_decision="keep")
-    chained = make_image(4, 100, 100, dhash=base ^ 0b1011 ^ (0b11 << 20))  # 2 bits from `big`, 5 from `small`
-    alone = make_image(5, dhash=~base)
+    small = stored_image(1, width=200, height=150, dhash=base)
+    big = stored_image(2, width=400, height=300, dhash=base ^ 0b1011)  # 3 bits away
+    kept_by_person = stored_image(3, width=200, height=150, dhash=base ^ (0b111 << 40), human_decision="keep")
+    # 2 bits from `big`, 5 from `small`:
+    chained = stored_image(4, width=100, height=100, dhash=base ^ 0b1011 ^ (0b11 << 20))
+    alone = stored_image(5, width=320, height=240, dhash=~base)
     result = neardup.find_duplicates(threshold=4)
     assert result["groups"] == 1 and result["duplicates"] == 3
     by_id = Image.objects.in_bulk()
@@ -116,18 +116,19 @@ def test_find_duplicates_groups_the_collection_and_rejects_all_but_the_represent
 def test_images_arriving_one_by_one_join_and_merge_groups():
     neardup._INDEX.reset()
     base = 0x0FED_CBA9_8765_4321
-    first = make_image(1, 300, 200, dhash=base)
+    first = stored_image(1, width=300, height=200, dhash=base)
     assert neardup.assign_near_duplicates([first.pk], threshold=4)["duplicates"] == 0
-    far = make_image(2, 300, 200, dhash=base ^ 0xFF)  # 8 bits away: its own image
+    far = stored_image(2, width=300, height=200, dhash=base ^ 0xFF)  # 8 bits away: its own image
     neardup.assign_near_duplicates([far.pk], threshold=4)
     assert Image.objects.filter(dup_group__isnull=False).count() == 0
 
-    copy = make_image(3, 300, 200, dhash=base ^ 0b1)  # same size, later: a duplicate of `first`
+    copy = stored_image(3, width=300, height=200, dhash=base ^ 0b1)  # same size, later: a duplicate of `first`
     neardup.assign_near_duplicates([copy.pk], threshold=4)
     copy.refresh_from_db()
     assert copy.dup_group_id == first.pk and copy.auto_reason == f"near-duplicate of #{first.pk}"
 
-    bridge = make_image(4, 800, 600, dhash=base ^ 0x0F)  # 4 bits from both: merges; biggest, so representative
+    # 4 bits from both: merges; biggest, so representative.
+    bridge = stored_image(4, width=800, height=600, dhash=base ^ 0x0F)
     neardup.assign_near_duplicates([bridge.pk], threshold=4)
     by_id = Image.objects.in_bulk()
     assert {by_id[i].dup_group_id for i in (first.pk, far.pk, copy.pk, bridge.pk)} == {bridge.pk}
@@ -143,8 +144,8 @@ def test_images_arriving_one_by_one_join_and_merge_groups():
 
 @pytest.mark.django_db
 def test_find_duplicates_command(capsys):
-    a = make_image(1, dhash=42)
-    make_image(2, dhash=42 ^ 0b11)
+    a = stored_image(1, width=320, height=240, dhash=42)
+    stored_image(2, width=320, height=240, dhash=42 ^ 0b11)
     call_command("find_duplicates", "--threshold", "2")
     assert "groups 1" in capsys.readouterr().out
     assert Image.objects.filter(dup_group=a).count() == 2
@@ -172,9 +173,9 @@ def test_ingest_groups_a_recompressed_copy_as_it_arrives():
 def test_an_id_committed_after_a_higher_one_is_still_indexed_once():
     # Ids are handed out at INSERT and seen at COMMIT: #b can appear after #c was indexed.
     index = neardup._HashIndex()
-    a = make_image(1, dhash=0x1111)
-    b = make_image(2, dhash=0x7777_0000)
-    c = make_image(3, dhash=0x2222)
+    a = stored_image(1, width=320, height=240, dhash=0x1111)
+    b = stored_image(2, width=320, height=240, dhash=0x7777_0000)
+    c = stored_image(3, width=320, height=240, dhash=0x2222)
     late = {f.attname: getattr(b, f.attname) for f in Image._meta.concrete_fields}
     b.delete()  # not visible yet
     assert index.neighbours(neardup.as_unsigned(np.array([0x1111])), 0) == {a.pk}

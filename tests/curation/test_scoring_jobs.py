@@ -9,7 +9,7 @@ from rq import SimpleWorker
 
 from curation.models import FilterScore, Image, Run
 from sceneimg_site import queues
-from tests.curation.scoring_helpers import make_image
+from tests.factories import stored_image
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +27,7 @@ def drain(queue_name):
 
 def test_enqueued_clip_run_is_split_into_batches_that_workers_share(settings, redis_conn):
     settings.SCENEIMG_CLIP_JOB_SIZE = 2
-    images = [make_image(seed) for seed in range(5)]
+    images = [stored_image(seed, width=320, height=240) for seed in range(5)]
     ids = [im.pk for im in images]
     call_command("filter_clip", "--input", "all", "--enqueue", "--indoor-margin", "-2", "--device", "cpu",
                  "--batch-size", "2")
@@ -51,13 +51,13 @@ def test_enqueued_clip_run_is_split_into_batches_that_workers_share(settings, re
 
 
 def test_enqueue_refuses_local_outputs(tmp_path):
-    make_image(1)
+    stored_image(1, width=320, height=240)
     with pytest.raises(CommandError, match="without --enqueue"):
         call_command("filter_clip", "--enqueue", "--log-csv", str(tmp_path / "log.csv"))
 
 
 def test_job_without_weights_fails_its_run_with_the_reason(settings, tmp_path, redis_conn):
-    make_image(1)
+    stored_image(1, width=320, height=240)
     settings.SCENEIMG_CLIP_PRETRAINED = "laion2b_s34b_b79k"
     settings.SCENEIMG_MODEL_DIR = str(tmp_path / "no-models")
     call_command("filter_clip", "--enqueue")  # this machine lacks them too: a warning, the worker decides
@@ -69,8 +69,8 @@ def test_job_without_weights_fails_its_run_with_the_reason(settings, tmp_path, r
 
 
 def test_enqueued_find_duplicates(redis_conn):
-    a = make_image(1, 400, 300, dhash=7)
-    b = make_image(2, 200, 150, dhash=7 ^ 0b101)
+    a = stored_image(1, width=400, height=300, dhash=7)
+    b = stored_image(2, width=200, height=150, dhash=7 ^ 0b101)
     call_command("find_duplicates", "--enqueue", "--threshold", "3")
     run = Run.objects.get(kind="dedup")
     assert run.job_ids == [f"dedup-{run.pk}-all"]

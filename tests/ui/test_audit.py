@@ -1,16 +1,11 @@
 """The VLM audit: search by reason and tags, filters, keyset pages, links, escaping."""
 import pytest
 
-from curation.models import Image
+from tests.factories import image_row
 from vlm.models import PromptVersion, VlmVerdict
 from vlm.views import AUDIT_PAGE
 
 pytestmark = pytest.mark.django_db
-
-
-def make_image(i):
-    return Image.objects.create(sha256=f"{i:064x}", file=f"images/{i}.jpg", thumbnail="", width=640, height=480,
-                                format="jpeg", byte_size=1000, dhash=i)
 
 
 @pytest.fixture
@@ -18,15 +13,15 @@ def verdicts():
     v1 = PromptVersion.objects.create(name="v1", system_text="s", user_template="u", content_hash="1" * 64)
     v2 = PromptVersion.objects.create(name="v2", system_text="s", user_template="u", content_hash="2" * 64)
     rows = {
-        "messy": VlmVerdict.objects.create(image=make_image(1), prompt_version=v1, backend="openai", model="gpt-4.1",
+        "messy": VlmVerdict.objects.create(image=image_row(1), prompt_version=v1, backend="openai", model="gpt-4.1",
                                            decision="keep", score=0.8, reason="A lived-in kitchen, cluttered counter",
                                            tags=["kitchen", "messy"]),
-        "showroom": VlmVerdict.objects.create(image=make_image(2), prompt_version=v1, backend="openai",
+        "showroom": VlmVerdict.objects.create(image=image_row(2), prompt_version=v1, backend="openai",
                                               model="gpt-4.1", decision="reject", score=0.1,
                                               reason="Showroom render, no objects", tags=["render"]),
-        "error": VlmVerdict.objects.create(image=make_image(3), prompt_version=v2, backend="ollama",
+        "error": VlmVerdict.objects.create(image=image_row(3), prompt_version=v2, backend="ollama",
                                            model="llava:latest", decision=None, error="ReadTimeout after 60 s"),
-        "other_model": VlmVerdict.objects.create(image=make_image(4), prompt_version=v2, backend="ollama",
+        "other_model": VlmVerdict.objects.create(image=image_row(4), prompt_version=v2, backend="ollama",
                                                  model="llava:latest", decision="keep", score=0.7,
                                                  reason="Messy kitchen table", tags=["kitchen"]),
     }
@@ -82,7 +77,7 @@ def test_audit_rows_link_to_image_detail_and_escape_model_text(client, reviewer,
 def test_audit_keyset_pages_and_htmx_load_more(client, reviewer):
     pv = PromptVersion.objects.create(name="v1", system_text="s", user_template="u", content_hash="3" * 64)
     created = [
-        VlmVerdict.objects.create(image=make_image(100 + i), prompt_version=pv, backend="openai", model="m",
+        VlmVerdict.objects.create(image=image_row(100 + i), prompt_version=pv, backend="openai", model="m",
                                   decision="keep", score=0.5, reason=f"room {i}")
         for i in range(AUDIT_PAGE + 5)
     ]

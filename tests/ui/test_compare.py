@@ -5,32 +5,17 @@ import pytest
 from django.contrib.auth.models import User
 
 from curation.gallery import filter_images
-from curation.models import Image
+from tests.factories import image_row, prompt_version, verdict
 from vlm import compare as cmp
-from vlm.models import PromptVersion, VlmVerdict
+from vlm.models import VlmVerdict
 
 pytestmark = pytest.mark.django_db
 
 
-def make_image(i, human=None):
-    return Image.objects.create(
-        sha256=f"{i:064x}", file=f"images/{i}.jpg", thumbnail=f"thumbs/{i}.jpg", width=640, height=480,
-        format="jpeg", byte_size=1000, dhash=i, human_decision=human, final_decision=human,
-    )
-
-
-def make_pv(name):
-    return PromptVersion.objects.create(name=name, system_text=name, user_template="judge", content_hash=name * 8)
-
-
-def verdict(image, pv, decision, score=None, model="m1", **kw):
-    return VlmVerdict.objects.create(image=image, prompt_version=pv, backend="openai", model=model,
-                                     decision=decision, score=score, **kw)
-
-
 @pytest.fixture
-def data():
-    a, b = make_pv("v1"), make_pv("v2")
+def data(request):
+    # A test may name version A (indirect parametrisation): versions are immutable once made.
+    a, b = prompt_version(getattr(request, "param", "v1")), prompt_version("v2")
     # (A decision, A score, B decision, B score, human)
     plan = [
         ("keep", 0.9, "keep", 0.8, "keep"),      # TP for both
@@ -43,13 +28,13 @@ def data():
     ]
     images = []
     for i, (da, sa, db, sb, human) in enumerate(plan, start=1):
-        img = make_image(i, human)
+        img = image_row(i, human_decision=human)
         images.append(img)
         verdict(img, a, da, sa)
         if db == "absent":
             continue
         verdict(img, b, db, sb, error="" if db else "timeout")
-    only_b = make_image(99)
+    only_b = image_row(99)
     verdict(only_b, b, "keep", 0.9)
     # Another model under A must not leak into the m1 comparison.
     verdict(images[0], a, "reject", 0.1, model="other")
@@ -113,10 +98,9 @@ def test_compare_page_requires_login(client):
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
 
 
+@pytest.mark.parametrize("data", ["<script>alert(1)</script>"], indirect=True)
 def test_compare_page_shows_table_metrics_chart_and_escapes_names(client, data):
     a, b, _, _ = data
-    a.name = "<script>alert(1)</script>"
-    a.save()
     user = User.objects.create_user("rev", password="pw-12345678")
     client.force_login(user)
     response = client.get("/vlm/compare/", {"a": a.pk, "b": b.pk, "model_a": "openai:m1", "model_b": "m1"})

@@ -4,7 +4,7 @@ import pytest
 from crawl.models import Source
 from curation import review
 from curation.models import FilterScore
-from tests.ui.imagerows import make_image
+from tests.factories import stored_image
 from vlm.models import PromptVersion, VlmVerdict
 
 pytestmark = pytest.mark.django_db
@@ -15,11 +15,11 @@ ESCAPED = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
 
 @pytest.fixture
 def detailed(user):
-    img = make_image(1, auto_decision="keep", vlm_score=0.8, clip_indoor_margin=0.2, uncalibrated=True)
+    img = stored_image(1, auto_decision="keep", vlm_score=0.8, clip_indoor_margin=0.2, uncalibrated=True)
     img.auto_reason = HOSTILE
     img.dup_group = img
     img.save()
-    twin = make_image(2, auto_decision="reject")
+    twin = stored_image(2, auto_decision="reject")
     twin.dup_group = img
     twin.save()
     Source.objects.create(image=img, provider="baidu", query="凌乱的卧室", url="https://img.example/a.jpg",
@@ -74,9 +74,9 @@ def test_detail_escapes_crawled_and_model_text(client_in, detailed):
 
 
 def test_detail_prev_next_within_the_filter(client_in):
-    a = make_image(1, auto_decision="keep", vlm_score=0.9)
-    b = make_image(2, auto_decision="reject", vlm_score=0.5)
-    c = make_image(3, auto_decision="keep", vlm_score=0.1)
+    a = stored_image(1, auto_decision="keep", vlm_score=0.9)
+    b = stored_image(2, auto_decision="reject", vlm_score=0.5)
+    c = stored_image(3, auto_decision="keep", vlm_score=0.1)
     html = client_in.get(f"/images/{c.pk}/?final=keep&sort=-vlm").content.decode()
     assert f'data-prev="/images/{a.pk}/?final=keep&amp;sort=-vlm"' in html
     assert "data-next" not in html
@@ -87,7 +87,7 @@ def test_detail_prev_next_within_the_filter(client_in):
 
 
 def test_detail_bad_filter_still_shows_the_image(client_in):
-    a = make_image(1)
+    a = stored_image(1)
     response = client_in.get(f"/images/{a.pk}/?final=soon")
     assert response.status_code == 200
     assert "Bad filter: final" in response.content.decode()

@@ -6,39 +6,32 @@ import zipfile
 
 import django_rq
 import pytest
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 from rq import SimpleWorker
 
 from crawl.models import Source
 from curation import export, launch
-from curation.models import FilterScore, Image, Run
+from curation.models import FilterScore, Run
 from curation.runs import Tracker
 from sceneimg_site import queues
-from tests.conftest import encode, photo_like
+from tests.factories import stored_data, stored_image
 from vlm.models import PromptVersion, VlmVerdict
 
 pytestmark = pytest.mark.django_db
 
 
-def stored_image(i, decision, fmt="JPEG"):
-    data = encode(photo_like(64, 48, seed=i), fmt)
-    ext = "jpg" if fmt == "JPEG" else "png"
-    name = default_storage.save(f"images/{i:02x}/{i:064x}.{ext}", ContentFile(data))
-    img = Image.objects.create(
-        sha256=f"{i:064x}", file=name, thumbnail=name, width=64, height=48, format=fmt.lower(),
-        byte_size=len(data), dhash=i, auto_decision=decision, final_decision=decision, vlm_score=0.5 + i / 100,
-    )
-    return img, data
+def image_and_bytes(i, decision, fmt="JPEG"):
+    img = stored_image(i, width=64, height=48, fmt=fmt, auto_decision=decision, vlm_score=0.5 + i / 100)
+    return img, stored_data(img)
 
 
 @pytest.fixture
 def images(settings, tmp_path):
     settings.SCENEIMG_EXPORT_DIR = str(tmp_path / "exports")
-    keep1, data1 = stored_image(1, "keep")
-    keep2, data2 = stored_image(2, "keep", fmt="PNG")
-    reject, _ = stored_image(3, "reject")
+    keep1, data1 = image_and_bytes(1, "keep")
+    keep2, data2 = image_and_bytes(2, "keep", fmt="PNG")
+    reject, _ = image_and_bytes(3, "reject")
     pv = PromptVersion.objects.create(name="v1", system_text="s", user_template="u", content_hash="a" * 64)
     VlmVerdict.objects.create(image=keep1, prompt_version=pv, backend="openai", model="gpt-4.1", decision="keep",
                               score=0.9, reason="cluttered kitchen", tags=["kitchen"])

@@ -4,7 +4,7 @@ import pytest
 from crawl.models import Source
 from curation import gallery
 from curation.models import Run
-from tests.ui.imagerows import make_image
+from tests.factories import stored_image
 from vlm.models import PromptVersion, VlmVerdict
 
 pytestmark = pytest.mark.django_db
@@ -22,11 +22,11 @@ def scene():
     run = Run.objects.create(kind=Run.Kind.CRAWL, label="kitchens")
     pv1 = PromptVersion.objects.create(name="v1", system_text="s", user_template="u", content_hash="1" * 64)
     pv2 = PromptVersion.objects.create(name="v2", system_text="s", user_template="u", content_hash="2" * 64)
-    a = make_image(1, auto_decision="keep", clip_indoor_margin=0.30, clip_moderate_margin=0.10, vlm_score=0.9)
-    b = make_image(2, auto_decision="reject", clip_indoor_margin=-0.10, vlm_score=0.2, uncalibrated=True)
-    c = make_image(3, auto_decision="keep", human_decision="reject", clip_indoor_margin=0.05, vlm_score=0.6)
-    d = make_image(4)  # undecided, unscored
-    e = make_image(5, auto_decision="reject", human_decision="reject", vlm_score=0.6)
+    a = stored_image(1, auto_decision="keep", clip_indoor_margin=0.30, clip_moderate_margin=0.10, vlm_score=0.9)
+    b = stored_image(2, auto_decision="reject", clip_indoor_margin=-0.10, vlm_score=0.2, uncalibrated=True)
+    c = stored_image(3, auto_decision="keep", human_decision="reject", clip_indoor_margin=0.05, vlm_score=0.6)
+    d = stored_image(4)  # undecided, unscored
+    e = stored_image(5, auto_decision="reject", human_decision="reject", vlm_score=0.6)
     c.dup_group = c
     c.save()
     d.dup_group = c
@@ -162,7 +162,7 @@ def test_keyset_pages_visit_every_row_once_in_order(sort):
     # Many ties on the score, so the id tiebreak matters; some rows have no score at all.
     rows = []
     for i in range(23):
-        rows.append(make_image(100 + i, vlm_score=[0.1, 0.5, 0.5, 0.9][i % 4] if i % 5 else None,
+        rows.append(stored_image(100 + i, vlm_score=[0.1, 0.5, 0.5, 0.9][i % 4] if i % 5 else None,
                                clip_indoor_margin=(i % 3) / 10, clip_moderate_margin=-(i % 2) / 10))
     expected = ids(gallery.filter_images({"sort": sort}))
     seen, after = [], None
@@ -190,7 +190,7 @@ def test_neighbours_follow_the_filter_and_sort(scene):
 
 def test_htmx_infinite_scroll_returns_only_cards_and_next_sentinel(client_in, monkeypatch):
     monkeypatch.setattr(gallery, "PAGE_SIZE", 3)
-    made = [make_image(200 + i) for i in range(7)]
+    made = [stored_image(200 + i) for i in range(7)]
     first = client_in.get("/").content.decode()
     assert "<html" in first and 'hx-trigger="intersect once"' in first
     newest = sorted((m.pk for m in made), reverse=True)

@@ -12,7 +12,7 @@ from curation import review
 from curation.models import Image, Review, Run
 from curation.runs import Tracker
 from sceneimg_site import queues
-from tests.ui.imagerows import make_image
+from tests.factories import stored_image
 
 pytestmark = pytest.mark.django_db
 
@@ -29,8 +29,8 @@ def trigger(response, name="reviewed"):
 # --- the service -----------------------------------------------------------------------------------
 
 def test_set_decision_writes_one_review_per_change_and_keeps_final_consistent(user):
-    a = make_image(1, auto_decision="keep")
-    b = make_image(2, auto_decision="reject", human_decision="reject")
+    a = stored_image(1, auto_decision="keep")
+    b = stored_image(2, auto_decision="reject", human_decision="reject")
     written = review.set_decision([a.pk, b.pk], "reject", user, note="too tidy")
     assert [(r.image_id, r.old, r.new, r.note, r.user_id) for r in written] == [(a.pk, None, "reject", "too tidy", user.pk)]
     assert all(r.pk for r in written)
@@ -43,14 +43,14 @@ def test_set_decision_writes_one_review_per_change_and_keeps_final_consistent(us
 
 
 def test_bad_decision_is_refused(user):
-    a = make_image(1)
+    a = stored_image(1)
     with pytest.raises(review.ReviewError, match="decision"):
         review.set_decision([a.pk], "maybe", user)
 
 
 def test_undo_restores_where_each_image_stood_and_is_recorded(user):
-    a = make_image(1, auto_decision="keep")
-    b = make_image(2, human_decision="keep")
+    a = stored_image(1, auto_decision="keep")
+    b = stored_image(2, human_decision="keep")
     first = review.set_decision([a.pk, b.pk], "reject", user)
     second = review.set_decision([a.pk], "keep", user)
     undone, skipped = review.undo([r.pk for r in second], user)
@@ -67,7 +67,7 @@ def test_undo_restores_where_each_image_stood_and_is_recorded(user):
 
 def test_undo_ignores_other_peoples_reviews(user):
     other = User.objects.create_user("olga")
-    a = make_image(1)
+    a = stored_image(1)
     theirs = review.set_decision([a.pk], "keep", other)
     assert review.undo([r.pk for r in theirs], user) == ([], 0)
     assert fresh(a).human_decision == "keep"
@@ -75,9 +75,9 @@ def test_undo_ignores_other_peoples_reviews(user):
 
 def test_undo_leaves_images_decided_again_since_alone(user):
     other = User.objects.create_user("olga")
-    a = make_image(1, auto_decision="keep")
-    b = make_image(2, auto_decision="keep")
-    c = make_image(3, auto_decision="keep")
+    a = stored_image(1, auto_decision="keep")
+    b = stored_image(2, auto_decision="keep")
+    c = stored_image(3, auto_decision="keep")
     action = review.set_decision([a.pk, b.pk, c.pk], "reject", user)
     review.set_decision([a.pk], "keep", other)  # someone decided a again after the action
     review.set_decision([b.pk], "clear", user)  # and b was cleared by the user themself
@@ -90,8 +90,8 @@ def test_undo_leaves_images_decided_again_since_alone(user):
 
 def test_decide_matching_stage_visits_each_match_once(user, monkeypatch):
     monkeypatch.setattr(review, "CHUNK", 2)
-    made = [make_image(i, auto_decision="keep") for i in range(5)]
-    make_image(99, auto_decision="reject")
+    made = [stored_image(i, auto_decision="keep") for i in range(5)]
+    stored_image(99, auto_decision="reject")
     tracker = Tracker()
     # The filter stops matching as images are decided: chunks must not skip any.
     review.decide_matching(tracker, "final=keep", "reject", user)
@@ -102,7 +102,7 @@ def test_decide_matching_stage_visits_each_match_once(user, monkeypatch):
 # --- views -------------------------------------------------------------------------------------------
 
 def test_decide_one_card_swaps_the_card_and_reports_the_review(client_in, user):
-    a = make_image(1, auto_decision="keep")
+    a = stored_image(1, auto_decision="keep")
     response = client_in.post(f"/images/{a.pk}/decide/", {"decision": "reject", "qs": "final=keep"},
                               HTTP_HX_REQUEST="true")
     assert response.status_code == 200
@@ -116,7 +116,7 @@ def test_decide_one_card_swaps_the_card_and_reports_the_review(client_in, user):
 
 
 def test_decide_from_detail_returns_decision_panel_and_history(client_in):
-    a = make_image(1)
+    a = stored_image(1)
     response = client_in.post(f"/images/{a.pk}/decide/", {"decision": "keep", "view": "detail"},
                               HTTP_HX_REQUEST="true")
     html = response.content.decode()
@@ -125,13 +125,13 @@ def test_decide_from_detail_returns_decision_panel_and_history(client_in):
 
 
 def test_decide_without_htmx_redirects_to_detail(client_in):
-    a = make_image(1)
+    a = stored_image(1)
     response = client_in.post(f"/images/{a.pk}/decide/", {"decision": "keep"})
     assert response.status_code == 302 and response["Location"] == f"/images/{a.pk}/"
 
 
 def test_decide_rejects_bad_input_and_get(client_in):
-    a = make_image(1)
+    a = stored_image(1)
     assert client_in.post(f"/images/{a.pk}/decide/", {"decision": "perhaps"}).status_code == 400
     assert client_in.get(f"/images/{a.pk}/decide/").status_code == 405
     assert client_in.post("/images/999999/decide/", {"decision": "keep"}).status_code == 404
@@ -139,7 +139,7 @@ def test_decide_rejects_bad_input_and_get(client_in):
 
 
 def test_selection_decides_many_and_swaps_cards_out_of_band(client_in):
-    made = [make_image(i) for i in range(3)]
+    made = [stored_image(i) for i in range(3)]
     ids = ",".join(str(m.pk) for m in made[:2])
     response = client_in.post("/review/", {"ids": ids, "decision": "reject"}, HTTP_HX_REQUEST="true")
     html = response.content.decode()
@@ -154,7 +154,7 @@ def test_selection_decides_many_and_swaps_cards_out_of_band(client_in):
 
 
 def test_undo_view_reverts_and_reports(client_in):
-    a = make_image(1, auto_decision="keep")
+    a = stored_image(1, auto_decision="keep")
     response = client_in.post(f"/images/{a.pk}/decide/", {"decision": "reject"}, HTTP_HX_REQUEST="true")
     token = trigger(response)
     response = client_in.post("/review/undo/", {"reviews": ",".join(map(str, token["reviews"]))},
@@ -168,8 +168,8 @@ def test_undo_view_reverts_and_reports(client_in):
 
 
 def test_bulk_small_set_is_done_at_once(client_in):
-    keep = [make_image(i, auto_decision="keep") for i in range(3)]
-    other = make_image(10, auto_decision="reject")
+    keep = [stored_image(i, auto_decision="keep") for i in range(3)]
+    other = stored_image(10, auto_decision="reject")
     response = client_in.post("/review/bulk/", {"qs": "final=keep&after=5&sort=-vlm", "decision": "reject"},
                               HTTP_HX_REQUEST="true")
     assert response.status_code == 200
@@ -183,8 +183,8 @@ def test_bulk_small_set_is_done_at_once(client_in):
 def test_bulk_large_set_runs_in_the_background_and_can_be_undone(client_in, user, redis_conn, settings,
                                                                  django_capture_on_commit_callbacks):
     settings.SCENEIMG_REVIEW_SYNC_LIMIT = 2
-    made = [make_image(i, auto_decision="keep") for i in range(5)]
-    already = make_image(20, human_decision="reject")
+    made = [stored_image(i, auto_decision="keep") for i in range(5)]
+    already = stored_image(20, human_decision="reject")
     # django-rq enqueues when the transaction commits.
     with django_capture_on_commit_callbacks(execute=True):
         response = client_in.post("/review/bulk/", {"qs": "", "decision": "reject", "note": "bad batch"},
@@ -217,7 +217,7 @@ def test_bulk_large_set_runs_in_the_background_and_can_be_undone(client_in, user
 
 
 def test_undo_view_says_how_many_images_it_left_alone(client_in, user):
-    a, b = make_image(1, auto_decision="keep"), make_image(2, auto_decision="keep")
+    a, b = stored_image(1, auto_decision="keep"), stored_image(2, auto_decision="keep")
     response = client_in.post("/review/", {"ids": f"{a.pk},{b.pk}", "decision": "reject"}, HTTP_HX_REQUEST="true")
     token = trigger(response)
     review.set_decision([a.pk], "keep", User.objects.create_user("olga"))
@@ -264,7 +264,7 @@ def test_bulk_run_undo_with_a_bad_run_id_is_a_400(client_in):
 
 def test_bulk_run_undo_leaves_images_decided_since_alone(user):
     run = bulk_run(user)
-    a, b = make_image(1, auto_decision="keep"), make_image(2, auto_decision="keep")
+    a, b = stored_image(1, auto_decision="keep"), stored_image(2, auto_decision="keep")
     review.set_decision([a.pk, b.pk], "reject", user, note=review.bulk_note(run.pk))
     review.set_decision([a.pk], "keep", User.objects.create_user("olga"))
     tracker = Tracker()
@@ -277,7 +277,7 @@ def test_large_selection_sends_ids_in_the_body_not_the_header(client_in, monkeyp
     from curation import views
 
     monkeypatch.setattr(views, "HEADER_IDS_MAX", 2)
-    made = [make_image(i) for i in range(3)]
+    made = [stored_image(i) for i in range(3)]
     ids = [m.pk for m in made]
     response = client_in.post("/review/", {"ids": ",".join(map(str, ids)), "decision": "reject"},
                               HTTP_HX_REQUEST="true")
@@ -295,7 +295,7 @@ def test_large_selection_sends_ids_in_the_body_not_the_header(client_in, monkeyp
 
 @pytest.mark.parametrize("url", ["/images/{pk}/decide/", "/review/", "/review/bulk/", "/review/undo/"])
 def test_posts_need_login(client, url):
-    a = make_image(1)
+    a = stored_image(1)
     response = client.post(url.format(pk=a.pk), {"decision": "keep", "ids": str(a.pk)})
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     assert Review.objects.count() == 0
@@ -304,7 +304,7 @@ def test_posts_need_login(client, url):
 def test_csrf_token_required_and_accepted_from_the_htmx_header(user):
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
-    a = make_image(1)
+    a = stored_image(1)
     page = client.get("/")
     token = page.cookies["csrftoken"].value
     assert client.post(f"/images/{a.pk}/decide/", {"decision": "keep"}, HTTP_HX_REQUEST="true").status_code == 403

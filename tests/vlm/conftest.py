@@ -1,12 +1,7 @@
 """Fixtures for the VLM judge: stored images, synced prompts, and the two fakes wired into settings."""
-import hashlib
-
 import pytest
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 
-from curation.models import Image
-from tests.conftest import encode, photo_like
+from tests.factories import stored_image
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_responses import FakeOpenAI
 from vlm.prompts import sync_prompts
@@ -15,22 +10,11 @@ OPENAI_KEY = "sk-test-SECRET-7f3a9c21d4"
 OLLAMA_KEY = "ollama-SECRET-55e1b0c9aa"
 
 
-def store_image(seed, w=160, h=120):
-    """An Image row with its file in storage, as ingest would leave it (content-addressed name)."""
-    data = encode(photo_like(w, h, seed), "JPEG", quality=85)
-    sha = hashlib.sha256(data).hexdigest()
-    name = f"images/{sha[:2]}/{sha[2:4]}/{sha}.jpg"
-    if not default_storage.exists(name):
-        default_storage.save(name, ContentFile(data))
-    image, _ = Image.objects.get_or_create(sha256=sha, defaults=dict(
-        file=name, thumbnail=name, width=w, height=h, format="jpeg", byte_size=len(data), dhash=seed))
-    return image
-
-
 @pytest.fixture
 def make_images(db):
-    def make(n, start=0, **kw):
-        return [store_image(start + i, **kw) for i in range(n)]
+    """n stored 160x120 images (seeds start, start + 1, ...); the same seed twice is the same image."""
+    def make(n, start=0, width=160, height=120):
+        return [stored_image(start + i, width=width, height=height) for i in range(n)]
     return make
 
 
