@@ -104,7 +104,12 @@ def as_querydict(params):
 
 
 def values(qd, name):
-    return [v.strip() for v in qd.getlist(name) if v is not None and v.strip() != ""]
+    found = [v.strip() for v in qd.getlist(name) if v is not None and v.strip() != ""]
+    # A querystring can reach here without passing a request (export_curated --filter, a bulk review's
+    # `qs` field, decoded a second time), and Postgres refuses NUL in text with a 500.
+    if any("\x00" in v for v in found):
+        raise FilterError(f"{name}: contains a NUL character, which is not allowed")
+    return found
 
 
 def one(qd, name):

@@ -42,6 +42,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "sceneimg_site.middleware.RejectNulMiddleware",
 ]
 
 ROOT_URLCONF = "sceneimg_site.urls"
