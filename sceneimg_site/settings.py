@@ -65,7 +65,10 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'sceneimg.sqlite3'}"), conn_max_age=60
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'sceneimg.sqlite3'}"), conn_max_age=60,
+        # A kept connection can die under us (database restart, failover, a pooler's idle timeout):
+        # check it at the start of each request and reconnect, instead of answering 500 for a minute.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
