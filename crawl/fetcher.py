@@ -57,11 +57,38 @@ def _allow_rules(allow_private):
     return hosts, networks
 
 
+SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+
+
+def embedded_ipv4(ip):
+    """The IPv4 address an IPv6 address carries and a router would deliver to, or None.
+
+    ::ffff:a.b.c.d (mapped) and 2002:AABB:CCDD::/48 (6to4) are routed to the IPv4 address inside them;
+    Teredo's client address is obfuscated inside 2001::/32. NAT64 (64:ff9b::/96) and IPv4-compatible
+    (::a.b.c.d) fall in ranges that are refused whole, so they need no unpacking.
+    """
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in SIX_TO_FOUR:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    return None
+
+
 def blocked_reason(ip):
     """Why an address may not be fetched from, or None when it is a public unicast address."""
     ip = ipaddress.ip_address(ip)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return blocked_reason(ip.ipv4_mapped)
+    inner = embedded_ipv4(ip)
+    if inner is not None and blocked_reason(inner):
+        return f"{blocked_reason(inner)} (embeds {inner})"
+    # The prefix itself is judged too: Teredo's 2001::/32 is refused whatever it embeds.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        return "site-local"
     for attr in ("is_loopback", "is_link_local", "is_multicast", "is_unspecified", "is_reserved", "is_private"):
         if getattr(ip, attr):
             return attr[3:].replace("_", "-")
