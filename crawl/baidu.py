@@ -265,7 +265,7 @@ def crawl_keywords(tracker, queries, *, limit_per_query=200, per_host=None, batc
                                           f"{rest} queries not crawled")
                     break
                 continue
-            if taken < limit_per_query:  # the query ran dry: shrink the expected total
+            if taken != limit_per_query:  # results processed, not the limit: set the expected total right
                 tracker.add_total(taken - limit_per_query)
     tracker.flush()
     if refused and not any(tracker.counts.get(k) for k in ("stored", "duplicate", "invalid", "error")):
@@ -279,18 +279,22 @@ def _results_counted(tracker):
 
 def crawl_query(tracker, client, query, pool, *, limit, fetcher, filters, output=None, label="",
                 skip_known=True, page_size=PAGE_SIZE, debug=False):
-    """Page through one query; returns how many results were taken."""
+    """Page through one query until `limit` new images are stored (what the original counted: results
+    already seen, duplicates and rejects do not count), Baidu runs dry, or the reachable cap.
+
+    Returns how many results were processed. Never more downloads run than images are still needed,
+    so the limit is met exactly.
+    """
     run = tracker.run
     folder = _label_dir(output, query, label) if output else None
-    taken, pn = 0, 0
-    while taken < limit and pn < REACHABLE_CAP:
+    stored, processed, pn = 0, 0, 0
+    while stored < limit and pn < REACHABLE_CAP:
         tracker.check_cancelled()
         payload = client.page(query, pn, page_size)
         try:
             page = parse_keyword_page(payload)
         except NotJson as exc:
             raise BaiduError(f"Baidu acjson for {query!r} at offset {pn}: {exc}") from None
-        hits = page.hits[: limit - taken]
         if debug:
             log.info("%r pn=%d: %d results (listNum %s)", query, pn, page.raw_count, page.list_num)
 
@@ -320,12 +324,15 @@ def crawl_query(tracker, client, query, pool, *, limit, fetcher, filters, output
             finally:
                 close_old_connections()
 
-        for _ in pool.map(one, enumerate(hits)):
-            pass
-        taken += len(hits)
+        waiting = list(enumerate(page.hits))
+        while waiting and stored < limit:
+            batch, waiting = waiting[:limit - stored], waiting[limit - stored:]
+            outcomes = list(pool.map(one, batch))
+            stored += outcomes.count(Source.Outcome.STORED)
+            processed += len(batch)
         pn += page.raw_count
         if page.raw_count == 0 or page.raw_count < page_size:
             break  # an empty or short page is the end
         if page.list_num is not None and pn >= page.list_num:
             break
-    return taken
+    return processed

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 SEED_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 PAGE_LIMIT = 30  # what the web page asks pcsimi for
+PAGES_WITHOUT_PROGRESS = 20  # the original gave up on a seed after this many pages with nothing kept
 
 
 class SeedError(Exception):
@@ -232,7 +233,9 @@ def ingest_candidate(hit, sighting, window, *, fetcher, run, filters, tracker, d
 
 def expand_seed(tracker, client, spec, *, limit_per_seed, pool, fetcher, filters, window_args, dedup,
                 output=None, label="", debug=False):
-    """Search one seed and ingest up to limit_per_seed candidates; returns how many were taken."""
+    """Search one seed until limit_per_seed candidates are stored (kept inside the dHash window and new,
+    what the original counted), the pages run dry, or 20 pages in a row bring nothing new (the
+    original's stop). Returns how many candidates were processed."""
     run = tracker.run
     name, data, seed_image, seed_hash = load_seed(spec)
     window = Window(seed_hash, *window_args)
@@ -247,15 +250,14 @@ def expand_seed(tracker, client, spec, *, limit_per_seed, pool, fetcher, filters
         log.info("seed %s: only copies of the seed (cards: %s)", name, ", ".join(cards.names))
         return 0
     folder = _label_dir(output, Path(name).stem, label) if output else None
-    taken, page = 0, 1
-    while taken < limit_per_seed:
+    stored, processed, page, idle_pages = 0, 0, 1, 0
+    while stored < limit_per_seed:
         tracker.check_cancelled()
         hits, raw = client.similar_page(page_url(cards.first_url, page))
-        hits = hits[: limit_per_seed - taken]
         if debug:
             log.info("seed %s page %d: %d candidates", name, page, raw)
 
-        def one(args, page=page, base=taken):
+        def one(args, page=page, base=processed):
             i, hit = args
             try:
                 tracker.check_cancelled(fresh=True)
@@ -281,14 +283,21 @@ def expand_seed(tracker, client, spec, *, limit_per_seed, pool, fetcher, filters
             finally:
                 close_old_connections()
 
-        for _ in pool.map(one, enumerate(hits)):
-            pass
-        taken += len(hits)
+        stored_before = stored
+        waiting = list(enumerate(hits))
+        while waiting and stored < limit_per_seed:  # never more downloads than images still wanted
+            batch, waiting = waiting[:limit_per_seed - stored], waiting[limit_per_seed - stored:]
+            stored += list(pool.map(one, batch)).count(Source.Outcome.STORED)
+            processed += len(batch)
         page += 1
         limit = int(dict(parse_qsl(urlsplit(cards.first_url).query)).get("limit") or PAGE_LIMIT)
         if raw == 0 or raw < limit:
             break
-    return taken
+        idle_pages = 0 if stored > stored_before else idle_pages + 1
+        if idle_pages >= PAGES_WITHOUT_PROGRESS:
+            log.info("seed %s: nothing new in %d pages in a row, stopping", name, idle_pages)
+            break
+    return processed
 
 
 def expand_seeds(tracker, seeds, *, limit_per_seed=150, per_host=None, batch_size=16, max_concurrent=3,
@@ -315,7 +324,7 @@ def expand_seeds(tracker, seeds, *, limit_per_seed=150, per_host=None, batch_siz
                                     fetcher=fetcher, filters=filters, window_args=window_args, dedup=dedup,
                                     output=output, label=label, debug=debug)
                 tracker.count("_seeds_done")
-                if taken < limit_per_seed:
+                if taken != limit_per_seed:  # candidates processed, not the limit
                     tracker.add_total(taken - limit_per_seed)
             except SeedError as exc:
                 failures.append(str(exc))

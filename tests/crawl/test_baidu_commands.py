@@ -32,12 +32,13 @@ def test_crawl_baidu_flags_and_summary(fake_baidu, tmp_path):
     out, _ = run_command("crawl_baidu", "-q", "a", "--query-file", str(qfile), "--limit-per-query", "8",
                          "--per-host", "2", "--batch-size", "3", "--timestamp-subdir", "--output",
                          str(tmp_path / "out"))
-    assert out.strip().endswith("stored 16, duplicate 3, invalid 0, error 0")
+    # b's three overlaps with a do not count towards its 8: the limit counts stored images.
+    assert out.strip().endswith("stored 19, duplicate 3, invalid 0, error 0")
     run = Run.objects.get()
     assert run.params["queries"] == ["a", "b", "c"] and run.params["per_host"] == 2
     assert len(run.label) == 15 and run.label[8] == "-"  # the timestamp label
     assert len(list((tmp_path / "out" / "a" / run.label).glob("*.jpg"))) == 8
-    assert len(list((tmp_path / "out").rglob("*.json"))) == 16
+    assert len(list((tmp_path / "out").rglob("*.json"))) == 19
 
 
 def test_default_queries_are_used(fake_baidu):

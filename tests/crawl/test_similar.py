@@ -100,7 +100,9 @@ def test_every_result_page_state_is_followed(fake_baidu, seed_dir, state_mode):
 def test_paging_until_the_limit_and_until_the_end(fake_baidu, seed_dir):
     fake_baidu.similar_total = 75
     run = expand(similar.seed_specs_from_dir(seed_dir, "seed-0.jpg"), limit_per_seed=40, use_dhash=False)
-    assert Source.objects.filter(run=run).count() == 40
+    # The limit counts stored images, as the original counted saved ones: the seed's copies do not count.
+    assert Source.objects.filter(run=run, outcome="stored").count() == 40
+    assert Source.objects.filter(run=run, outcome="duplicate").exists()
     assert fake_baidu.hits["pcsimi"] == 2
     pages = [p for m, p, h in fake_baidu.requests if p.startswith("/ajax/pcsimi")]
     assert "page=1" in pages[0] and "page=2" in pages[1] and "next=3" in pages[1]
