@@ -5,7 +5,7 @@ human decision", so the final decision falls back to the automatic one. Undo is 
 and is recorded the same way, so the history reads as it happened.
 """
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
 from curation import gallery
@@ -14,6 +14,7 @@ from curation.querysets import id_chunks
 
 CHUNK = 1000
 NOTE_MAX = 500
+CLIENT_ID_MAX = 64  # Review.client_id's max_length
 
 
 class ReviewError(ValueError):
@@ -29,10 +30,11 @@ def parse_decision(value):
     raise ReviewError(f"decision: expected keep, reject or clear, got {value!r}")
 
 
-def _apply(changes, user, notes, expected=None):
+def _apply(changes, user, notes, expected=None, client_id=None):
     """Set the human decision of each image in `changes` {image_id: new}, recording a Review for every
     real change. `notes` maps image_id -> note. With `expected` {image_id: value}, an image whose
-    human decision is not that value (under the row lock) is left alone. Returns the created Reviews."""
+    human decision is not that value (under the row lock) is left alone. A `client_id` (one image
+    only) already recorded returns that Review and changes nothing. Returns the created Reviews."""
     if not changes:
         return []
     with transaction.atomic():
@@ -41,10 +43,17 @@ def _apply(changes, user, notes, expected=None):
             Image.objects.select_for_update().filter(pk__in=list(changes)).order_by("pk")
             .values_list("pk", "human_decision")
         )
+        if client_id:
+            # Read under the image's row lock: a retry racing the first request waits for it here,
+            # then finds its Review instead of deciding a second time.
+            earlier = _earlier_decision(client_id, changes, user)
+            if earlier is not None:
+                return [earlier]
         if expected is not None:
             current = {pk: old for pk, old in current.items() if old == expected.get(pk)}
         reviews = [
-            Review(image_id=pk, user=user, old=old, new=changes[pk], note=notes.get(pk, "")[:NOTE_MAX])
+            Review(image_id=pk, user=user, old=old, new=changes[pk], note=notes.get(pk, "")[:NOTE_MAX],
+                   client_id=client_id)
             for pk, old in current.items()
             if old != changes[pk]
         ]
@@ -60,14 +69,38 @@ def _apply(changes, user, notes, expected=None):
     return created
 
 
-def set_decision(image_ids, decision, user, note=""):
+def _earlier_decision(client_id, changes, user):
+    """The Review already written under `client_id`, if any; a ReviewError if it was another decision."""
+    earlier = Review.objects.filter(client_id=client_id).first()
+    if earlier is None:
+        return None
+    if earlier.user_id != user.pk or {earlier.image_id: earlier.new} != changes:
+        raise ReviewError(f"client_id: {client_id!r} already names another decision")
+    return earlier
+
+
+def set_decision(image_ids, decision, user, note="", client_id=None):
     """Give these images the human decision `decision` (keep, reject or None to clear).
 
     Images that already have it get no Review row. Returns the Reviews written.
+
+    `client_id` is the browser's id for one decision on one image: sent again (a retry after a lost
+    answer), the decision is not made again and the Review written the first time is returned.
     """
     decision = parse_decision(decision)
     ids = sorted({int(i) for i in image_ids})
-    return _apply(dict.fromkeys(ids, decision), user, dict.fromkeys(ids, note))
+    if client_id is not None:
+        if len(ids) != 1:
+            raise ReviewError("client_id: names a decision on one image, not several")
+        if not client_id or len(client_id) > CLIENT_ID_MAX:
+            raise ReviewError(f"client_id: expected 1 to {CLIENT_ID_MAX} characters")
+    try:
+        return _apply(dict.fromkeys(ids, decision), user, dict.fromkeys(ids, note), client_id=client_id)
+    except IntegrityError:
+        if client_id is None:
+            raise
+        # The unique client_id clashed: the same id sent for another image at the same moment.
+        raise ReviewError(f"client_id: {client_id!r} already names another decision") from None
 
 
 def undo(review_ids, user):

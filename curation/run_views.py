@@ -112,16 +112,21 @@ def run_cancel(request, run_id):
     run = get_object_or_404(Run, pk=run_id)
     if not can_cancel(request.user, run):
         if not run.is_active:
-            messages.info(request, f"Run #{run.pk} already ended ({run.status}).")
+            note = (messages.INFO, f"Run #{run.pk} already ended ({run.status}).")
         else:
             raise PermissionDenied("Only staff or the person who launched a run can cancel it.")
-    elif runs.cancel(run):
-        messages.success(request, f"Run #{run.pk} cancelled.")
+    else:
+        note = (messages.SUCCESS, f"Run #{run.pk} cancelled.") if runs.cancel(run) else None
     run.refresh_from_db()
     if request.htmx:
-        response = render(request, "curation/_run_row.html", row_context(request, run))
+        # The swapped status says what happened; a message would only surface on some later page.
+        view = request.POST.get("view")
+        template = "curation/_run_card.html" if view == "card" else "curation/_run_row.html"
+        response = render(request, template, row_context(request, run))
         response.status_code = STOP_POLLING if not run.is_active else 200
         return response
+    if note:
+        messages.add_message(request, *note)
     back = request.POST.get("next", "")
     if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
         return redirect(back)

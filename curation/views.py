@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
 from curation import cards, gallery, launch, registry, review
-from curation.models import Image, Run
+from curation.models import Image, Review, Run
 
 SELECTION_MAX = 5000  # ids in one "apply to selection" request; larger sets go through the filter
 HEADER_IDS_MAX = 100  # more review ids than this travel in the response body, not the HX-Trigger header
@@ -129,8 +129,10 @@ def decide(request, pk):
     """Keep, reject or clear one image. htmx gets the swapped card (or the detail's decision panel)."""
     image = get_object_or_404(Image.objects.only("pk"), pk=pk)
     try:
+        # A retry carries the client_id of the first try: it answers as the first did.
         reviews = review.set_decision([image.pk], request.POST.get("decision"), request.user,
-                                      note=request.POST.get("note", ""))
+                                      note=request.POST.get("note", ""),
+                                      client_id=request.POST.get("client_id") or None)
     except review.ReviewError as exc:
         return HttpResponseBadRequest(str(exc))
     qs = request.POST.get("qs", "")
@@ -215,14 +217,23 @@ def review_undo(request):
         return _reviewed(response, run=undo_run, undone=True)
     try:
         review_ids = _int_list(request.POST.get("reviews", ""))
+        only_image = _int_list(request.POST.get("image", ""))
     except ValueError:
-        return HttpResponseBadRequest("reviews: expected comma-separated review ids")
+        return HttpResponseBadRequest("reviews, image: expected comma-separated ids")
     if not review_ids:
         return HttpResponseBadRequest("reviews: nothing to undo")
-    reviews, skipped = review.undo(review_ids, request.user)
+    if len(only_image) > 1:
+        return HttpResponseBadRequest("image: one image at most")
+    if only_image:
+        # The detail page undoes its own image only, even when the action touched several.
+        review_ids = list(Review.objects.filter(pk__in=review_ids, image_id=only_image[0])
+                          .values_list("pk", flat=True))
+    reviews, skipped = review.undo(review_ids, request.user) if review_ids else ([], 0)
     ids = sorted({r.image_id for r in reviews})
     if reviews:
         message = f"Undone: {len(reviews)} image{'s' if len(reviews) != 1 else ''} restored."
+    elif only_image and not review_ids:
+        message = "Nothing to undo for this image."
     elif not skipped:
         message = "Nothing to undo: those images had already changed back."
     else:
@@ -230,7 +241,13 @@ def review_undo(request):
     if skipped:
         message += (f" {skipped} image{'s were' if skipped != 1 else ' was'} decided again since"
                     " and kept that later decision.")
-    response = _oob_cards(request, ids, qs, message)
+    if request.POST.get("view") == "detail" and only_image:
+        # The detail page has no cards: its decision panel and history are what change.
+        image = get_object_or_404(Image, pk=only_image[0])
+        response = render(request, "curation/_detail_decided.html", {
+            "image": image, "qs": qs, "reviews": _review_history(image), "message": message, "oob": True})
+    else:
+        response = _oob_cards(request, ids, qs, message)
     return _reviewed(response, reviews, undone=True)
 
 

@@ -1,10 +1,15 @@
-/* SceneImg keyboard review. The server does the work; this file only moves focus, keeps the
- * selection and an undo stack, and fires the same htmx requests the buttons do. */
+/* SceneImg keyboard review. The server does the work; this file moves the cursor (which is the focused
+ * card), keeps the selection and an undo stack, and sends decisions through one queue so that none is
+ * lost: in order, one at a time, retried when the network or the server fails. */
 (function () {
   "use strict";
 
   var UNDO_KEY = "sceneimg.undo";
   var UNDO_MAX = 100;
+  // Waits before each automatic retry of a failed request; after the last one the decision shows
+  // "not saved" with a Retry button.
+  var RETRY_DELAYS = [300, 800, 1600, 3200];
+  var REQUEST_TIMEOUT = 20000;
 
   var focusedId = null;
   var anchorId = null;
@@ -17,22 +22,27 @@
     var el = document.getElementById("current-qs");
     return el ? el.value : "";
   }
-  // The CSRF header comes from hx-headers on <body>, which htmx.ajax inherits like any request.
-  function post(url, values, target, swap) {
-    values.qs = currentQs();
-    return htmx.ajax("POST", url, {
-      values: values,
-      target: target || "#flash",
-      swap: swap || "none",
-    });
-  }
-  function flash(message) {
+  function flash(message, level, action) {
     var box = document.getElementById("flash");
     if (!box) return;
     box.textContent = "";
     var div = document.createElement("div");
-    div.className = "flash";
+    div.className = "flash" + (level ? " flash-" + level : "");
     div.textContent = message;
+    if (action) {
+      // A message with something to do stays until it is done.
+      div.classList.add("flash-sticky");
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "linklike flash-action";
+      button.textContent = action.label;
+      button.addEventListener("click", function () {
+        box.textContent = "";
+        action.run();
+      });
+      div.appendChild(document.createTextNode(" "));
+      div.appendChild(button);
+    }
     box.appendChild(div);
   }
 
@@ -73,40 +83,355 @@
     saveStack(stack);
   });
 
-  function undo() {
+  function detailImage() {
+    var panel = document.getElementById("decision");
+    return panel && document.getElementById("detail-nav") ? Number(panel.dataset.image) : null;
+  }
+
+  // Takes the action to undo off the stack: the last one, or on the detail page the last one that
+  // touched this image (and only this image of it is undone). Null when there is none.
+  function takeUndo() {
     var stack = loadStack();
-    var token = stack.pop();
-    if (!token) {
-      flash("Nothing to undo in this tab.");
-      return;
+    var image = detailImage();
+    if (image === null) {
+      var token = stack.pop();
+      saveStack(stack);
+      return token ? { token: token, index: stack.length, values: token.run ? { run: token.run } : { reviews: token.reviews.join(",") } } : null;
     }
+    for (var i = stack.length - 1; i >= 0; i--) {
+      var entry = stack[i];
+      if (entry.run || entry.images.indexOf(image) < 0) continue;
+      var rest = entry.images.filter(function (id) { return id !== image; });
+      if (rest.length) stack[i] = { reviews: entry.reviews, images: rest, run: null };
+      else stack.splice(i, 1);
+      saveStack(stack);
+      return { token: entry, index: i, restore: !!rest.length,
+               values: { reviews: entry.reviews.join(","), image: image, view: "detail" } };
+    }
+    return null;
+  }
+  // An undo that could not be sent goes back where it was, so pressing u again retries it.
+  function putBackUndo(taken) {
+    var stack = loadStack();
+    if (taken.restore) stack[taken.index] = taken.token;
+    else stack.splice(Math.min(taken.index, stack.length), 0, taken.token);
     saveStack(stack);
-    var values = token.run ? { run: token.run } : { reviews: token.reviews.join(",") };
-    post(body().dataset.undoUrl, values).then(function () {
-      if (document.getElementById("detail-nav")) {
-        window.location.reload();
-        return;
-      }
-      if (token.images && token.images.length) {
-        var card = cardById(token.images[0]);
-        if (card) setFocus(card);
-      }
+  }
+
+  function undo() {
+    enqueue({
+      kind: "undo",
+      url: body().dataset.undoUrl,
+      // Decided when its turn comes, so the decisions queued before it are on the stack by then.
+      prepare: function (job) {
+        job.taken = takeUndo();
+        if (!job.taken) {
+          flash(detailImage() === null ? "Nothing to undo in this tab." : "Nothing to undo for this image.");
+          return null;
+        }
+        return job.taken.values;
+      },
+      swapTarget: null,
+      done: function (job) {
+        var images = job.values.image ? [job.values.image] : job.taken.token.images || [];
+        // "saved" spoke of the decision just undone.
+        images.forEach(function (id) {
+          delete saves[id];
+          paintSave(saveHolder(id));
+        });
+        if (images.length && !document.getElementById("detail-nav")) {
+          var card = cardById(images[0]);
+          if (card) setFocus(card);
+        }
+      },
+      failed: function (job) {
+        if (job.taken) putBackUndo(job.taken);
+      },
     });
   }
 
-  // --- Cards, focus and selection ---
+  // --- The request queue: every decision is sent, in order, one at a time. ---
+  // Not through htmx: one htmx request slot keeps only the newest waiting request, so fast keys
+  // would be dropped. A job: {kind, url, values or prepare(job), image, swapTarget, done, failed}.
+  var queue = [];
+  var sending = false;
+  var waiting = false; // the first job waits out its retry delay; nothing overtakes it
+  var failedChanges = []; // selection changes not made because the server was unreachable
+  var saves = {}; // image id -> {state: "pending" | "saved" | "failed", job, decision, message}
+  var leaveTo = null; // where to go once everything is saved (keys that leave the page wait for it)
+
+  function newClientId() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    // randomUUID needs a secure context (https or localhost); getRandomValues does not.
+    var bytes = new Uint8Array(16);
+    if (window.crypto && crypto.getRandomValues) crypto.getRandomValues(bytes);
+    else for (var i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+    return Array.prototype.map.call(bytes, function (b) { return (b < 16 ? "0" : "") + b.toString(16); }).join("");
+  }
+
+  function csrfToken() {
+    try {
+      return JSON.parse(body().getAttribute("hx-headers"))["x-csrftoken"] || "";
+    } catch (e) {
+      return "";
+    }
+  }
+
+  function unsaved() {
+    if (sending || queue.length) return true;
+    return Object.keys(saves).some(function (id) { return saves[id].state === "failed"; });
+  }
+
+  function enqueue(job) {
+    job.attempts = 0;
+    queue.push(job);
+    sendNext();
+  }
+
+  function sendNext() {
+    if (sending || waiting) return;
+    var job = queue[0];
+    if (!job) {
+      idle();
+      return;
+    }
+    if (job.prepare && !job.values) {
+      job.values = job.prepare(job);
+      if (!job.values) {
+        queue.shift();
+        sendNext();
+        return;
+      }
+    }
+    sending = true;
+    post(job).then(function (outcome) {
+      sending = false;
+      if (outcome.ok) {
+        queue.shift();
+        succeed(job, outcome);
+      } else if (outcome.transient && job.attempts < RETRY_DELAYS.length) {
+        waiting = true;
+        setTimeout(function () {
+          waiting = false;
+          sendNext();
+        }, RETRY_DELAYS[job.attempts++]);
+        paintRetrying(job);
+      } else if (outcome.transient) {
+        // The server is unreachable: what waits behind this job would meet the same fate.
+        failAll(queue.splice(0), outcome.message);
+      } else {
+        queue.shift();
+        fail(job, outcome.message);
+      }
+    }).catch(function (error) {
+      console.error(error); // a fault in showing the answer must not stop the queue
+    }).then(sendNext);
+  }
+
+  function post(job) {
+    var values = Object.assign({ qs: currentQs() }, job.values);
+    var controller = window.AbortController ? new AbortController() : null;
+    var timer = controller && setTimeout(function () { controller.abort(); }, REQUEST_TIMEOUT);
+    return fetch(job.url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrfToken(), "HX-Request": "true", "HX-Current-URL": window.location.href },
+      body: new URLSearchParams(values),
+      signal: controller ? controller.signal : undefined,
+    }).then(function (response) {
+      return response.text().then(function (text) {
+        if (response.redirected) return { ok: false, message: "signed out: sign in again (in another tab), then retry" };
+        if (response.ok) return { ok: true, text: text, trigger: response.headers.get("HX-Trigger") };
+        var transient = response.status >= 500 || response.status === 429 || response.status === 408;
+        // A 400 says what was wrong in plain words; other refusals come as whole HTML pages.
+        var said = /^</.test(text.trim()) ? "" : text.trim().slice(0, 200);
+        var reason = transient ? "the server answered " + response.status : said || "refused (" + response.status + ")";
+        return { ok: false, transient: transient, message: reason };
+      });
+    }).catch(function () {
+      return { ok: false, transient: true, message: "no answer from the server" };
+    }).then(function (outcome) {
+      clearTimeout(timer);
+      return outcome;
+    });
+  }
+
+  function succeed(job, outcome) {
+    lastResponse = outcome.text;
+    var target = job.swapTarget ? document.querySelector(job.swapTarget) : null;
+    var hadFocus = target && target.contains(document.activeElement);
+    if (target) htmx.swap(target, outcome.text, { swapStyle: "outerHTML", ignoreTitle: true });
+    else htmx.swap(body(), outcome.text, { swapStyle: "none", ignoreTitle: true }); // out-of-band parts only
+    if (hadFocus && job.swapTarget && (document.activeElement === body() || !document.activeElement)) {
+      var again = document.querySelector(job.swapTarget);
+      if (again) again.focus({ preventScroll: true });
+    }
+    fireTriggers(outcome.trigger);
+    if (job.image !== undefined) setSave(job, "saved");
+    if (job.done) job.done(job);
+  }
+
+  // The same events htmx fires for an HX-Trigger header, so the undo stack hears of every change.
+  function fireTriggers(header) {
+    if (!header) return;
+    var events;
+    try {
+      events = JSON.parse(header);
+    } catch (e) {
+      events = {};
+      header.split(",").forEach(function (name) { events[name.trim()] = {}; });
+    }
+    Object.keys(events).forEach(function (name) {
+      var detail = events[name];
+      htmx.trigger(body(), name, detail !== null && typeof detail === "object" ? detail : { value: detail });
+    });
+  }
+
+  function fail(job, message) {
+    if (job.image !== undefined) {
+      setSave(job, "failed", message);
+      flash("A decision on image #" + job.image + " was not saved: " + message + ".", "error",
+            { label: "Retry", run: function () { retry(job); } });
+    } else {
+      flash((job.kind === "undo" ? "Undo" : "The change") + " was not saved: " + message + ".", "error",
+            job.kind === "undo" ? null : { label: "Retry", run: function () { retry(job); } });
+    }
+    if (job.failed) job.failed(job);
+    leaveTo = null;
+  }
+
+  function failAll(jobs, message) {
+    var decisions = jobs.filter(function (job) { return job.image !== undefined; });
+    jobs.forEach(function (job) {
+      if (job.image !== undefined) setSave(job, "failed", message);
+      else if (job.kind === "selection") failedChanges.push(job);
+      if (job.failed) job.failed(job);
+    });
+    var others = jobs.length - decisions.length;
+    flash(decisions.length + " decision" + (decisions.length === 1 ? " was" : "s were") + " not saved (" + message + ")" +
+          (others ? "; " + others + " other change" + (others === 1 ? "" : "s") + " not made" : "") + ".", "error",
+          { label: "Retry all", run: retryAll });
+    leaveTo = null;
+  }
+
+  function retry(job) {
+    if (job.image !== undefined) {
+      if (!saves[job.image] || saves[job.image].job !== job) return; // a newer decision replaced it
+      setSave(job, "pending");
+    }
+    enqueue(job);
+  }
+  function retryAll() {
+    failedChanges.splice(0).concat(Object.keys(saves).filter(function (id) { return saves[id].state === "failed"; })
+      .map(function (id) { return saves[id].job; }))
+      .sort(function (a, b) { return a.seq - b.seq; })
+      .forEach(retry);
+  }
+
+  function idle() {
+    if (leaveTo && !unsaved()) window.location.href = leaveTo;
+  }
+
+  // Keys that leave the page wait until every decision is saved, instead of asking the reviewer.
+  function go(url) {
+    if (!unsaved()) {
+      window.location.href = url;
+      return;
+    }
+    leaveTo = url;
+    if (!sending && !queue.length) window.location.href = url; // only failures left: let the browser ask
+  }
+  window.addEventListener("beforeunload", function (e) {
+    if (!unsaved()) return;
+    e.preventDefault();
+    e.returnValue = ""; // older browsers show the prompt only when this is set
+  });
+
+  // --- One decision on one image: its card (or the detail panel) shows pending, saved or failed. ---
+  var seq = 0;
+  function decideImage(imageId, url, decision, view) {
+    var job = {
+      kind: "decide",
+      seq: seq++,
+      image: String(imageId),
+      decision: decision,
+      url: url,
+      values: { decision: decision, client_id: newClientId() },
+      swapTarget: view === "detail" ? "#decision" : "#card-" + imageId,
+    };
+    if (view === "detail") job.values.view = "detail";
+    setSave(job, "pending");
+    enqueue(job);
+  }
+
+  function setSave(job, state, message) {
+    var current = saves[job.image];
+    if (current && current.job !== job && current.job.seq > job.seq) return; // a newer decision speaks for the image
+    saves[job.image] = { state: state, job: job, decision: job.decision, message: message || "" };
+    paintSave(saveHolder(job.image));
+  }
+
+  function saveHolder(imageId) {
+    var card = cardById(imageId);
+    if (card) return card;
+    var panel = document.getElementById("decision");
+    return panel && panel.dataset.image === String(imageId) ? panel : null;
+  }
+
+  function paintSave(holder) {
+    if (!holder) return;
+    var save = saves[holder.dataset.id || holder.dataset.image];
+    var label = holder.querySelector(".save-state");
+    holder.classList.remove("save-pending", "save-saved", "save-failed");
+    holder.dataset.pending = save && save.state !== "saved" ? save.decision : "";
+    if (label) {
+      label.textContent = "";
+      label.title = save ? save.message : "";
+    }
+    if (!save) return;
+    holder.classList.add("save-" + save.state);
+    if (!label) return;
+    if (save.state === "pending") label.textContent = save.job.attempts ? "retrying…" : "saving…";
+    else if (save.state === "saved") label.textContent = "saved";
+    else {
+      label.textContent = "not saved ";
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "linklike save-retry";
+      button.textContent = "Retry";
+      button.title = save.message;
+      label.appendChild(button);
+    }
+  }
+  function paintRetrying(job) {
+    if (job.image !== undefined && saves[job.image] && saves[job.image].job === job) paintSave(saveHolder(job.image));
+  }
+
+  // --- Cards: the cursor is the focused card ---
   function cards() { return Array.prototype.slice.call(document.querySelectorAll("#grid .card")); }
   function cardById(id) { return document.getElementById("card-" + id); }
   function focused() { return focusedId ? cardById(focusedId) : null; }
 
+  // Focus moves with the cursor, except away from a field the reviewer is using (the filters).
+  function mayTakeFocus() {
+    var active = document.activeElement;
+    if (!active || active === body()) return true;
+    return !(typing(active) || active.closest("#filter-form, .filters, dialog"));
+  }
+
   function setFocus(card, scroll) {
-    document.querySelectorAll(".card.is-focused").forEach(function (c) { c.classList.remove("is-focused"); });
+    document.querySelectorAll("#grid .card.is-focused").forEach(function (c) {
+      c.classList.remove("is-focused");
+      c.tabIndex = -1;
+    });
     if (!card) {
       focusedId = null;
       return;
     }
     focusedId = card.dataset.id;
     card.classList.add("is-focused");
+    card.tabIndex = 0; // Tab into the grid lands on the cursor
+    if (!card.contains(document.activeElement) && mayTakeFocus()) card.focus({ preventScroll: true });
     if (scroll === false) return;
     card.scrollIntoView({ block: "nearest" });
     // On the last row, bring the "load more" sentinel into view too so the next page arrives.
@@ -114,6 +439,12 @@
     var list = cards();
     if (sentinel && list.indexOf(card) >= list.length - columns(list)) sentinel.scrollIntoView({ block: "nearest" });
   }
+
+  // Tab, a click or anything else that focuses a card (or a button in it) moves the cursor there.
+  document.addEventListener("focusin", function (e) {
+    var card = e.target.closest && e.target.closest("#grid .card");
+    if (card && card.dataset.id !== focusedId) setFocus(card, false);
+  });
 
   function columns(list) {
     if (!list.length) return 1;
@@ -171,27 +502,38 @@
   function decide(decision) {
     if (selected.size) {
       var ids = Array.from(selected);
-      post(body().dataset.reviewUrl, { ids: ids.join(","), decision: decision }).then(clearSelection);
+      enqueue({ kind: "selection", seq: seq++, url: body().dataset.reviewUrl, values: { ids: ids.join(","), decision: decision }, swapTarget: null });
+      clearSelection();
       return;
     }
     var card = focused();
     if (!card) return;
     var list = cards();
     var next = list[list.indexOf(card) + 1];
-    htmx.ajax("POST", card.dataset.decide, {
-      target: card,
-      swap: "outerHTML",
-      values: { decision: decision, qs: currentQs() },
-    });
+    decideImage(card.dataset.id, card.dataset.decide, decision, "card");
     if (next && decision !== "clear") setFocus(next); // review flow: straight on to the next picture
   }
 
-  // New content (first load, infinite scroll, swapped cards) gets its focus and selection marks back.
+  function decideDetail(decision) {
+    var panel = document.getElementById("decision");
+    if (!panel) return;
+    if (decision === "clear") {
+      var clear = document.getElementById("detail-clear");
+      if (clear && clear.disabled && !saves[panel.dataset.image]) return; // nothing to clear
+    }
+    decideImage(panel.dataset.image, panel.dataset.decide, decision, "detail");
+  }
+
+  // New content (first load, infinite scroll, swapped cards) gets its cursor, selection and save marks back.
   function restore(root) {
-    var found = root.matches && root.matches(".card") ? [root] : root.querySelectorAll ? root.querySelectorAll(".card") : [];
+    var found = root.matches && root.matches(".card, #decision") ? [root] : root.querySelectorAll ? root.querySelectorAll(".card, #decision") : [];
     Array.prototype.forEach.call(found, function (c) {
-      c.classList.toggle("is-selected", selected.has(c.dataset.id));
-      c.classList.toggle("is-focused", c.dataset.id === focusedId);
+      if (c.classList.contains("card")) {
+        c.classList.toggle("is-selected", selected.has(c.dataset.id));
+        c.classList.toggle("is-focused", c.dataset.id === focusedId);
+        c.tabIndex = c.dataset.id === focusedId ? 0 : -1;
+      }
+      paintSave(c);
     });
   }
 
@@ -231,8 +573,26 @@
       clearSelection();
       return;
     }
+    var retryButton = e.target.closest(".save-retry");
+    if (retryButton) {
+      var holder = retryButton.closest(".card, #decision");
+      var save = holder && saves[holder.dataset.id || holder.dataset.image];
+      if (save) retry(save.job);
+      return;
+    }
+    var button = e.target.closest("[data-decision]");
+    if (button && button.closest("#decision")) {
+      e.preventDefault(); // the form is for browsers without JavaScript
+      decideDetail(button.dataset.decision);
+      return;
+    }
     var card = e.target.closest("#grid .card");
     if (!card) return;
+    if (button) {
+      setFocus(card, false);
+      decideImage(card.dataset.id, card.dataset.decide, button.dataset.decision, "card");
+      return;
+    }
     var onToggle = e.target.closest(".select-toggle");
     if (e.shiftKey) {
       e.preventDefault(); // shift-click selects a range instead of opening a window
@@ -281,7 +641,7 @@
       case "R": var br = document.getElementById("bulk-reject"); if (br) br.click(); return true;
       case "u": undo(); return true;
       case "Enter":
-      case "o": if (focused()) window.location.href = focused().dataset.detail; return true;
+      case "o": if (focused()) go(focused().dataset.detail); return true;
       case "x":
       case " ": if (focused()) toggleSelect(focused()); return true;
       case "a": cards().forEach(function (c) { selected.add(c.dataset.id); }); renderSelection(); return true;
@@ -298,22 +658,18 @@
   function detailKey(e) {
     var nav = document.getElementById("detail-nav");
     switch (e.key) {
-      case "k": click("#detail-keep"); return true;
-      case "r": click("#detail-reject"); return true;
-      case "c": click("#detail-clear"); return true;
+      case "k": decideDetail("keep"); return true;
+      case "r": decideDetail("reject"); return true;
+      case "c": decideDetail("clear"); return true;
       case "u": undo(); return true;
       case "ArrowRight":
-      case "n": if (nav.dataset.next) window.location.href = nav.dataset.next; return true;
+      case "n": if (nav.dataset.next) go(nav.dataset.next); return true;
       case "ArrowLeft":
-      case "p": if (nav.dataset.prev) window.location.href = nav.dataset.prev; return true;
+      case "p": if (nav.dataset.prev) go(nav.dataset.prev); return true;
       case "Escape":
-      case "g": window.location.href = nav.dataset.gallery + "#card-" + (window.location.pathname.match(/(\d+)\/?$/) || ["", ""])[1]; return true;
+      case "g": go(nav.dataset.gallery + "#card-" + detailImage()); return true;
       default: return false;
     }
-  }
-  function click(sel) {
-    var el = $(sel);
-    if (el && !el.disabled) el.click();
   }
 
   document.addEventListener("keydown", function (e) {

@@ -320,3 +320,41 @@ def test_csrf_token_required_and_accepted_from_the_htmx_header(user):
                            HTTP_X_CSRFTOKEN=sent)
     assert response.status_code == 200 and token
     assert Review.objects.count() == 1
+
+
+# --- the browser's decision id ------------------------------------------------------------------------
+
+def test_a_decision_sent_twice_with_one_client_id_is_made_once(client_in, user):
+    a = stored_image(1, auto_decision="keep")
+    post = {"decision": "reject", "qs": "sort=old", "client_id": "3f1c2a9e-5b7d-4c1e-9a0b-2d4e6f8a1c3e"}
+    first = client_in.post(f"/images/{a.pk}/decide/", post, HTTP_HX_REQUEST="true")
+    again = client_in.post(f"/images/{a.pk}/decide/", post, HTTP_HX_REQUEST="true")
+    row = Review.objects.get()
+    assert (row.image_id, row.new, row.client_id) == (a.pk, "reject", post["client_id"])
+    assert again.status_code == 200
+    assert again.content == first.content and f'id="card-{a.pk}"' in again.content.decode()
+    assert trigger(again) == trigger(first) == {"count": 1, "reviews": [row.pk], "images": [a.pk], "run": None}
+    # A newer decision, then the old id once more (a late retry): the newer decision stands.
+    client_in.post(f"/images/{a.pk}/decide/", {"decision": "keep", "client_id": "second"}, HTTP_HX_REQUEST="true")
+    late = client_in.post(f"/images/{a.pk}/decide/", post, HTTP_HX_REQUEST="true")
+    assert late.status_code == 200 and trigger(late)["reviews"] == [row.pk]
+    assert fresh(a).human_decision == "keep" and Review.objects.count() == 2
+
+
+def test_a_client_id_names_one_decision_only(client_in, user):
+    a, b = stored_image(1), stored_image(2)
+    assert review.set_decision([a.pk], "keep", user, client_id="one")
+    with pytest.raises(review.ReviewError, match="client_id"):
+        review.set_decision([b.pk], "keep", user, client_id="one")  # another image
+    with pytest.raises(review.ReviewError, match="client_id"):
+        review.set_decision([a.pk], "reject", user, client_id="one")  # another decision
+    with pytest.raises(review.ReviewError, match="client_id"):
+        review.set_decision([a.pk, b.pk], "keep", user, client_id="two")  # one id, many images
+    with pytest.raises(review.ReviewError, match="client_id"):
+        review.set_decision([b.pk], "keep", user, client_id="x" * 65)
+    other = User.objects.create_user("olga")
+    with pytest.raises(review.ReviewError, match="client_id"):
+        review.set_decision([a.pk], "keep", other, client_id="one")  # someone else's id
+    bad = client_in.post(f"/images/{b.pk}/decide/", {"decision": "keep", "client_id": "one"}, HTTP_HX_REQUEST="true")
+    assert bad.status_code == 400 and "client_id" in bad.content.decode()
+    assert Review.objects.count() == 1
