@@ -84,6 +84,16 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# The throttle counts failed sign-ins before the password is checked (sceneimg_site/throttle.py).
+AUTHENTICATION_BACKENDS = ["sceneimg_site.throttle.ThrottledModelBackend"]
+#: failed sign-ins on one account (any address) before it is locked
+SCENEIMG_LOGIN_FAILURES_PER_ACCOUNT = env_int("SCENEIMG_LOGIN_FAILURES_PER_ACCOUNT", 5)
+#: failed sign-ins from one client address (any account) before it is locked
+SCENEIMG_LOGIN_FAILURES_PER_ADDRESS = env_int("SCENEIMG_LOGIN_FAILURES_PER_ADDRESS", 20)
+#: seconds a locked account or address waits after its last failed sign-in
+SCENEIMG_LOGIN_LOCKOUT_SECONDS = env_int("SCENEIMG_LOGIN_LOCKOUT_SECONDS", 15 * 60)
+#: request header holding the client's address, set by your proxy (e.g. `X-Real-IP`); empty: REMOTE_ADDR
+SCENEIMG_CLIENT_IP_HEADER = env_str("SCENEIMG_CLIENT_IP_HEADER", "")
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -132,6 +142,16 @@ RQ_QUEUE_TIMEOUTS = {
 }
 # Indexing by queues.ALL makes a queue added there without a timeout fail at startup, not in a worker.
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": RQ_QUEUE_TIMEOUTS[name]} for name in queues.ALL}
+# Per-process by default; the login throttle's counts are shared by every web process through Redis.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "sceneimg-throttle",
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    },
+}
 # A running Run whose heartbeat is older than this is taken as dead (worker killed, out of memory).
 SCENEIMG_HEARTBEAT_SECONDS = env_int("SCENEIMG_HEARTBEAT_SECONDS", 10)
 SCENEIMG_STALE_RUN_SECONDS = env_int("SCENEIMG_STALE_RUN_SECONDS", 120)

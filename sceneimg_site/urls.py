@@ -7,6 +7,8 @@ from django.core.exceptions import PermissionDenied
 from django.urls import include, path
 from django_rq import urls as rq_urls
 
+from sceneimg_site.throttle import LoginView
+
 
 def superuser_only(view):
     """The RQ dashboard can empty queues and delete or requeue any job: superusers only, not every
@@ -33,7 +35,7 @@ def _rq_patterns():
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("django-rq/", include((_rq_patterns(), "django_rq"), namespace="django_rq")),
     path("vlm/", include("vlm.urls")),
