@@ -2,8 +2,8 @@
 
 For each seed: upload it (with the Acs-Token header), read the result page's cards (window.cardData,
 or window.__PRELOADED_STATE__ as plain or base64 JSON), follow the simipic card's pcsimi URL page by
-page, and ingest the candidates whose dHash distance to the seed falls inside the window: closer than
---dhash-min-distance is a copy of the seed, farther than --dhash-threshold is something else.
+page, and ingest the candidates whose dHash distance to the seed falls inside the window, as the original
+did: --dhash-min-distance or closer is a copy of the seed, farther than --dhash-threshold is something else.
 """
 import hashlib
 import logging
@@ -66,11 +66,14 @@ def hamming(a, b):
 
 
 # --- seeds -------------------------------------------------------------------------------------------
-def seed_specs_from_dir(input_dir, pattern="*"):
+def seed_specs_from_dir(input_dir, pattern=None):
+    """Seed files: those matching `pattern` (relative to the folder), else every image in the folder and
+    its subfolders, as the original gathered them."""
     folder = Path(input_dir)
     if not folder.is_dir():
         raise SimilarError(f"seed folder {input_dir} does not exist")
-    files = sorted(p for p in folder.glob(pattern or "*") if p.is_file() and p.suffix.lower() in SEED_SUFFIXES)
+    found = folder.glob(pattern) if pattern else folder.rglob("*")
+    files = sorted(p for p in found if p.is_file() and p.suffix.lower() in SEED_SUFFIXES)
     return [{"path": str(p.resolve()), "name": p.name} for p in files]
 
 
@@ -196,8 +199,8 @@ class Window:
         if not self.enabled:
             return None
         d = hamming(self.seed_hash, candidate_hash)
-        if self.min is not None and d < self.min:
-            return f"copy of the seed: dHash distance {d} < {self.min}"
+        if self.min is not None and d <= self.min:  # the original dropped a distance equal to the minimum too
+            return f"copy of the seed: dHash distance {d} <= {self.min}"
         if self.max is not None and d > self.max:
             return f"not similar to the seed: dHash distance {d} > {self.max}"
         return None

@@ -18,9 +18,11 @@ def layout(tmp_path):
     out.mkdir(parents=True)
     seed = picture(11)
     (seed_dir / "seed-a.jpg").write_bytes(jpeg(seed))
-    copy = ingest_bytes(jpeg(seed, quality=70), Sighting(provider="baidu_similar")).image  # the seed again
-    near = ingest_bytes(jpeg(near_variant(seed, 1)), Sighting(provider="baidu_similar")).image
-    other = ingest_bytes(jpeg(picture(12)), Sighting(provider="baidu_similar")).image
+    # What the expansion of seed-a.jpg found (each seed is compared with its own expansion).
+    found = Sighting(provider="baidu_similar", seed_name="seed-a.jpg")
+    copy = ingest_bytes(jpeg(seed, quality=70), found).image  # the seed again
+    near = ingest_bytes(jpeg(near_variant(seed, 1)), found).image
+    other = ingest_bytes(jpeg(picture(12)), found).image
     own = ingest_bytes(jpeg(seed), Sighting(provider="folder")).image  # the seed file itself
     for name, data in (("copy", jpeg(seed, quality=75)), ("other", jpeg(picture(12)))):
         (out / f"{name}.jpg").write_bytes(data)

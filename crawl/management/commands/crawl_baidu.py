@@ -18,14 +18,15 @@ class Command(StageCommand):
         parser.add_argument("--query-file", help="a file with one query per line (# starts a comment)")
         parser.add_argument("--default-queries", action="store_true",
                             help=f"use the {len(queries.DEFAULT_QUERIES)} built-in Chinese indoor-scene queries")
-        parser.add_argument("--limit-per-query", type=int, default=200,
-                            help="results taken per query (default 200; Baidu serves about 2,000 at most)")
+        parser.add_argument("-n", "--limit-per-query", type=int, default=200,
+                            help="new images stored per query (default 200; Baidu serves about 2,000 results)")
         parser.add_argument("--per-host", type=int, help="downloads at once per host (default SCENEIMG_FETCH_PER_HOST)")
         parser.add_argument("--batch-size", type=int, default=20, help="downloads in flight at once (default 20)")
         parser.add_argument("--timestamp-subdir", action="store_true",
                             help="label the run with a timestamp (also the subfolder under --output)")
         parser.add_argument("--debug", action="store_true", help="verbose, and relaxed size/aspect filters")
-        parser.add_argument("--output", help="also write stored files with sidecar JSON into DIR/<query>/")
+        parser.add_argument("-o", "--output", help="also write stored files in the original's layout: "
+                                                   "DIR/<query>/<sha1>.jpg, sidecar JSON, DIR/_global_index.jsonl")
         parser.add_argument("--label", default="", help="a name for this crawl (default: the timestamp with "
                                                         "--timestamp-subdir)")
         add_filter_arguments(parser)

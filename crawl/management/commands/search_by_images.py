@@ -14,23 +14,26 @@ class Command(StageCommand):
             "keeping candidates inside the dHash window around their seed.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--input-dir", help="folder of seed images")
-        parser.add_argument("--glob", default="*", help="only seed files matching this pattern (default *)")
+        parser.add_argument("-i", "--input-dir", help="folder of seed images, subfolders included")
+        parser.add_argument("--glob", help="only seed files matching this pattern, relative to --input-dir "
+                                           "(default: every image in it and its subfolders)")
         parser.add_argument("--seed-image-id", type=int, action="append", default=[],
                             help="an image already in the collection as a seed (repeatable)")
-        parser.add_argument("--output", help="also write stored files with sidecar JSON into DIR/<seed>/")
-        parser.add_argument("--limit-per-seed", type=int, default=150, help="candidates per seed (default 150)")
+        parser.add_argument("-o", "--output", help="also write stored files in the original's layout: "
+                                                   "DIR/<seed>/<sha1>.jpg, sidecar JSON, DIR/_global_index.jsonl")
+        parser.add_argument("-n", "--limit-per-seed", type=int, default=150,
+                            help="new images stored per seed (default 150)")
         parser.add_argument("--per-host", type=int, help="downloads at once per host (default SCENEIMG_FETCH_PER_HOST)")
         parser.add_argument("--batch-size", type=int, default=16, help="downloads in flight at once (default 16)")
         parser.add_argument("--max-concurrent", type=int, default=3, help="seeds searched at once (default 3)")
         parser.add_argument("--dhash-threshold", type=int, default=18,
                             help="drop candidates farther than this dHash distance from their seed (default 18)")
         parser.add_argument("--dhash-min-distance", type=int, default=4,
-                            help="drop candidates closer than this to their seed: copies of it (default 4)")
+                            help="drop candidates this close to their seed or closer: copies of it (default 4)")
         parser.add_argument("--no-phash", action="store_true", help="turn the dHash window off")
         parser.add_argument("--no-dedup", action="store_true",
                             help="fetch URLs seen before again (one picture is still one Image)")
-        parser.add_argument("--timestamp-subdir", action="store_true",
+        parser.add_argument("-t", "--timestamp-subdir", action="store_true",
                             help="label the run with a timestamp (also the subfolder under --output)")
         parser.add_argument("--debug", action="store_true", help="verbose, and relaxed size/aspect filters")
         parser.add_argument("--label", default="", help="a name for this expansion")
@@ -45,7 +48,8 @@ class Command(StageCommand):
             except baidu_similar.SimilarError as exc:
                 raise CommandError(str(exc)) from None
             if not seeds:
-                raise CommandError(f"no seed images in {opts['input_dir']} match {opts['glob']!r}")
+                raise CommandError(f"no seed images in {opts['input_dir']}"
+                                   + (f" match {opts['glob']!r}" if opts["glob"] else ""))
         ids = opts["seed_image_id"]
         if ids:
             found = set(Image.objects.filter(pk__in=ids).values_list("pk", flat=True))
