@@ -52,9 +52,12 @@ FILTER_KEYS = ("min_width", "min_height", "max_aspect")
 
 def add_filter_arguments(parser):
     """The ingest filters as command-line flags, for every command that stores images."""
-    parser.add_argument("--min-width", type=int, help="smaller images are invalid (default SCENEIMG_MIN_WIDTH)")
-    parser.add_argument("--min-height", type=int, help="default SCENEIMG_MIN_HEIGHT")
-    parser.add_argument("--max-aspect", type=float, help="longer over shorter side (default SCENEIMG_MAX_ASPECT)")
+    parser.add_argument("--min-width", type=int,
+                        help="narrower images are invalid; 0: no minimum (default SCENEIMG_MIN_WIDTH)")
+    parser.add_argument("--min-height", type=int, help="lower images are invalid; 0: no minimum "
+                                                       "(default SCENEIMG_MIN_HEIGHT)")
+    parser.add_argument("--max-aspect", type=float, help="longest ratio of the longer side to the shorter; 0: no "
+                                                         "limit (default SCENEIMG_MAX_ASPECT)")
 
 
 def filter_params(options):
@@ -71,20 +74,26 @@ class Filters:
     @classmethod
     def from_params(cls, params=None, debug=False):
         params = params or {}
+
+        def given(key, default):
+            return params[key] if params.get(key) is not None else default
+
+        # 0 switches a filter off: the original crawler kept every size (its check was commented out).
         f = cls(
-            min_width=int(params.get("min_width") or settings.SCENEIMG_MIN_WIDTH),
-            min_height=int(params.get("min_height") or settings.SCENEIMG_MIN_HEIGHT),
-            max_aspect=float(params.get("max_aspect") or settings.SCENEIMG_MAX_ASPECT),
+            min_width=int(given("min_width", settings.SCENEIMG_MIN_WIDTH)),
+            min_height=int(given("min_height", settings.SCENEIMG_MIN_HEIGHT)),
+            max_aspect=float(given("max_aspect", settings.SCENEIMG_MAX_ASPECT)),
         )
         if debug:  # the original scripts' --debug relaxed the size and aspect filters
-            f.min_width, f.min_height, f.max_aspect = min(f.min_width, 64), min(f.min_height, 64), max(f.max_aspect, 10.0)
+            f.min_width, f.min_height = min(f.min_width, 64), min(f.min_height, 64)
+            f.max_aspect = max(f.max_aspect, 10.0) if f.max_aspect > 0 else 0.0
         return f
 
     def reject_reason(self, width, height):
         if width < self.min_width or height < self.min_height:
             return f"too small: {width}x{height}, minimum {self.min_width}x{self.min_height}"
         aspect = max(width / height, height / width)
-        if aspect > self.max_aspect:
+        if self.max_aspect > 0 and aspect > self.max_aspect:
             return f"aspect ratio {aspect:.2f} is over the maximum {self.max_aspect:g}"
         return None
 
