@@ -329,17 +329,20 @@
   }
 
   function idle() {
-    if (leaveTo && !unsaved()) window.location.href = leaveTo;
+    var url = leaveTo;
+    leaveTo = null;
+    if (url && !unsaved()) window.location.href = url;
   }
 
-  // Keys that leave the page wait until every decision is saved, instead of asking the reviewer.
+  // Keys and links that leave the page wait until every decision is sent, instead of asking the
+  // reviewer; with decisions that failed, the browser asks (beforeunload).
   function go(url) {
-    if (!unsaved()) {
+    if (!sending && !queue.length) {
       window.location.href = url;
       return;
     }
     leaveTo = url;
-    if (!sending && !queue.length) window.location.href = url; // only failures left: let the browser ask
+    flash("Saving your decisions, then leaving…");
   }
   window.addEventListener("beforeunload", function (e) {
     if (!unsaved()) return;
@@ -573,6 +576,12 @@
       clearSelection();
       return;
     }
+    var link = e.target.closest("a[href]");
+    if (link && (sending || queue.length) && leavesPage(link, e)) {
+      e.preventDefault();
+      go(link.href);
+      return;
+    }
     var retryButton = e.target.closest(".save-retry");
     if (retryButton) {
       var holder = retryButton.closest(".card, #decision");
@@ -609,6 +618,13 @@
     setFocus(card, false);
     if (!e.target.closest("a, button")) anchorId = card.dataset.id;
   });
+
+  // A plain click on a link to another page of this site (not a new tab, not a download).
+  function leavesPage(link, e) {
+    if (e.button !== 0 || e.shiftKey || e.ctrlKey || e.metaKey || e.altKey) return false;
+    if (link.target || link.hasAttribute("download") || link.origin !== window.location.origin) return false;
+    return link.pathname + link.search !== window.location.pathname + window.location.search;
+  }
 
   function openKeymap() {
     var dialog = document.getElementById("keymap");

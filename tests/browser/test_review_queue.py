@@ -164,3 +164,25 @@ def test_undo_waits_for_the_decisions_before_it(logged_in_page, undecided):
     assert list(Review.objects.order_by("pk").values_list("image_id", "new")) == [
         (first.pk, "reject"), (second.pk, "keep"), (second.pk, None), (first.pk, None)]
     assert page.js_errors == []
+
+
+def test_keys_that_leave_the_page_wait_for_the_decision(logged_in_page, undecided):
+    page = logged_in_page
+    delay_decisions(page, 300)
+    first, second = undecided[:2]
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss()))
+    page.goto(f"{page.base_url}/images/{first.pk}/?sort=old")
+    page.wait_for_load_state()
+    page.keyboard.press("r")
+    page.keyboard.press("n")  # at once: the reject is still on its way
+    expect(page).to_have_url(re.compile(rf"/images/{second.pk}/\?sort=old$"))
+    assert list(Review.objects.values_list("image_id", "new")) == [(first.pk, "reject")]
+    page.wait_for_load_state()
+    page.keyboard.press("k")
+    page.locator("#prev-link").click()  # a link waits the same way
+    expect(page).to_have_url(re.compile(rf"/images/{first.pk}/\?sort=old$"))
+    assert list(Review.objects.order_by("pk").values_list("image_id", "new")) == [
+        (first.pk, "reject"), (second.pk, "keep")]
+    assert dialogs == []
+    assert page.js_errors == []
