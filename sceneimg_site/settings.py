@@ -39,6 +39,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "sceneimg_site.middleware.UploadLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -116,6 +117,16 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+
+# --- Request bodies (UploadLimitMiddleware checks Content-Length before reading, then counts) ---
+#: largest request body from a signed-in user, bytes (seed uploads are the largest)
+SCENEIMG_MAX_REQUEST_BYTES = env_int("SCENEIMG_MAX_REQUEST_BYTES", 128 * 1024 * 1024)
+#: largest request body from someone not signed in (the login form), bytes; they cannot upload files
+SCENEIMG_MAX_ANONYMOUS_REQUEST_BYTES = env_int("SCENEIMG_MAX_ANONYMOUS_REQUEST_BYTES", 16 * 1024)
+#: largest form without its files, bytes (a pasted URL list is up to 5 MB of text, more once encoded)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 16 * 1024 * 1024)
+#: uploaded files larger than this are spooled to a temporary file instead of memory, bytes
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2621440)
 
 # --- Security (production passes `manage.py check --deploy`) ---
 SESSION_COOKIE_HTTPONLY = True
