@@ -308,9 +308,10 @@
       if (job.failed) job.failed(job);
     });
     var others = jobs.length - decisions.length;
-    flash(decisions.length + " decision" + (decisions.length === 1 ? " was" : "s were") + " not saved (" + message + ")" +
-          (others ? "; " + others + " other change" + (others === 1 ? "" : "s") + " not made" : "") + ".", "error",
-          { label: "Retry all", run: retryAll });
+    var parts = [];
+    if (decisions.length) parts.push(decisions.length + " decision" + (decisions.length === 1 ? " was" : "s were") + " not saved");
+    if (others) parts.push(others + " other change" + (others === 1 ? " was" : "s were") + " not made");
+    flash(parts.join("; ") + " (" + message + ").", "error", { label: "Retry all", run: retryAll });
     leaveTo = null;
   }
 
