@@ -179,6 +179,11 @@ def clip_checkpoint(spec, *, download=False):
     raise ModelConfigError(f"pretrained tag {spec.pretrained!r} has no download source")
 
 
+def embedding_key(spec):
+    """What an image embedding depends on: the model and its weights (not the prompt set)."""
+    return f"{spec.model_name}:{spec.weights_label}"
+
+
 def clip_key(spec, prompt_version):
     """The CLIP part of a FilterScore's scorer key: model, weights and prompt set version."""
     return f"clip:{spec.model_name}:{spec.weights_label}:prompts-{prompt_version}"
@@ -267,7 +272,10 @@ class ClipScorer:
         self.mean = tuple(cfg.get("mean"))
         self.std = tuple(cfg.get("std"))
         self.model = model.to(device=device, dtype=self.dtype)
+        self.tokenizer = tokenizer
         self.text_features = self._encode_prompts(tokenizer)  # [labels, dim], fp32, normalised
+        # [dim, labels] on the host: stored embeddings times this are the prompt scores.
+        self.label_weights = self.text_features.T.float().cpu().numpy()
 
     @property
     def key(self):
@@ -303,6 +311,35 @@ class ClipScorer:
             feats = self.model.encode_image(self.normalise(batch_uint8)).float()
             feats = feats / feats.norm(dim=-1, keepdim=True)
             return (feats @ self.text_features.T).cpu().numpy()
+
+    @property
+    def embedding_key(self):
+        return embedding_key(self.spec)
+
+    def encode_images(self, batch_uint8):
+        """Normalised image embeddings, float16 numpy [B, dim]: what is stored, and what scores are computed
+        from, so a score from a fresh image and one from its stored embedding are the same number."""
+        import torch
+
+        with torch.inference_mode():
+            feats = self.model.encode_image(self.normalise(batch_uint8)).float()
+            feats = feats / feats.norm(dim=-1, keepdim=True)
+            return feats.cpu().numpy().astype("float16")
+
+    def encode_texts(self, sentences):
+        """Normalised text embeddings, float32 numpy [len(sentences), dim]."""
+        import torch
+
+        with torch.inference_mode():
+            tokens = self.tokenizer(list(sentences)).to(self.device)
+            feats = self.model.encode_text(tokens).float()
+            return (feats / feats.norm(dim=-1, keepdim=True)).cpu().numpy()
+
+    def scores_from_embeddings(self, embeddings):
+        """Cosine similarity of stored (float16) embeddings with each prompt label: float32 [B, labels]."""
+        import numpy as np
+
+        return np.asarray(embeddings, dtype=np.float32) @ self.label_weights
 
 
 _load_lock = threading.Lock()

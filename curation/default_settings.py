@@ -2,7 +2,7 @@
 
 Each `#:` comment is the setting's meaning in docs/configuration.md (scripts/config_docs.py reads it).
 """
-from sceneimg_site.env import env_int, env_str
+from sceneimg_site.env import env_float, env_int, env_str
 
 #: open_clip architecture
 SCENEIMG_CLIP_MODEL = env_str("SCENEIMG_CLIP_MODEL", "ViT-B-32")
@@ -36,3 +36,23 @@ SCENEIMG_CLIP_JOB_SIZE = env_int("SCENEIMG_CLIP_JOB_SIZE", 2048)
 SCENEIMG_TORCH_THREADS = env_int("SCENEIMG_TORCH_THREADS", 0)
 #: above this many matching images, "keep/reject all matching" becomes a background run
 SCENEIMG_REVIEW_SYNC_LIMIT = env_int("SCENEIMG_REVIEW_SYNC_LIMIT", 500)
+
+# --- Embeddings, search and the learned scorer (docs/learning.md) ---
+#: where the vector index and its embedding segments live; empty means `<SCENEIMG_VAR_DIR>/vectors`
+SCENEIMG_VECTOR_DIR = env_str("SCENEIMG_VECTOR_DIR", "")
+#: below this many embeddings search is exact (a matrix product); from here on a faiss IVF index answers
+SCENEIMG_INDEX_EXACT_BELOW = env_int("SCENEIMG_INDEX_EXACT_BELOW", 50000)
+#: IVF lists probed per query: more is slower and closer to exact search
+SCENEIMG_INDEX_NPROBE = env_int("SCENEIMG_INDEX_NPROBE", 48)
+#: how many of the most similar images a text search or "more like this" ranks
+SCENEIMG_SEARCH_RESULTS = env_int("SCENEIMG_SEARCH_RESULTS", 1000)
+#: two images whose embeddings have at least this cosine similarity are content duplicates
+SCENEIMG_CONTENT_DUP_THRESHOLD = env_float("SCENEIMG_CONTENT_DUP_THRESHOLD", 0.95)
+#: human decisions (with embeddings) needed before the learned scorer trains; each class needs a tenth of it
+SCENEIMG_LEARNED_MIN_DECISIONS = env_int("SCENEIMG_LEARNED_MIN_DECISIONS", 100)
+#: retrain the learned scorer after this many new human decisions
+SCENEIMG_LEARNED_RETRAIN_EVERY = env_int("SCENEIMG_LEARNED_RETRAIN_EVERY", 50)
+#: the learned scorer decides (stage between CLIP and the VLM) only when its held-out AUC is at least this
+SCENEIMG_LEARNED_MIN_AUC = env_float("SCENEIMG_LEARNED_MIN_AUC", 0.85)
+#: calibration suggests the threshold with the most recall among those reaching this precision
+SCENEIMG_CALIBRATION_PRECISION = env_float("SCENEIMG_CALIBRATION_PRECISION", 0.9)

@@ -60,3 +60,23 @@ class ExportLaunchForm(forms.Form):
         c = self.cleaned_data
         return launch.export_params(c["filter"], c["format"], name=c["name"], shard_size=c["shard_size"],
                                     snapshot=c["snapshot"])
+
+
+class EmbedForm(forms.Form):
+    input = forms.CharField(initial="all", max_length=200,
+                            help_text="a run id, an import label, or 'all' (images with no embedding)")
+    limit = forms.IntegerField(required=False, min_value=1)
+    label = forms.CharField(required=False, max_length=200)
+
+    def params(self):
+        c = self.cleaned_data
+        return launch.embed_params(c["input"], limit=c["limit"], label=c["label"])
+
+
+class IndexForm(forms.Form):
+    rebuild = forms.BooleanField(required=False, help_text="start from nothing (after changing the duplicate "
+                                                           "threshold, or if the index files were lost)")
+    label = forms.CharField(required=False, max_length=200)
+
+    def params(self):
+        return launch.index_params(rebuild=self.cleaned_data["rebuild"], label=self.cleaned_data["label"])

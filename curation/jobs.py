@@ -4,15 +4,20 @@ Launching them is curation/launch.py's job; nothing here enqueues anything.
 """
 from django.contrib.auth import get_user_model
 
-from curation import export, review, runs, snapshots
+from curation import embeddings, export, review, runs, snapshots, vector_index
+from curation.embed import embed_images
+from curation.models import Run
 from curation.neardup import find_duplicates
 from curation.scoring import DecisionRule, score_images
+from sceneimg_site import queues
 
 
 def clip_batch_job(run_id, image_ids, rule=None, device=None, batch_size=None):
     """One batch of a CLIP run; several workers share a run's batches."""
-    return runs.run_job(run_id, lambda t: score_images(
+    outcome = runs.run_job(run_id, lambda t: score_images(
         t, image_ids, rule=DecisionRule(**(rule or {})), device=device, batch_size=batch_size, set_total=False))
+    _index_when_done(run_id)
+    return outcome
 
 
 def find_duplicates_job(run_id, threshold=None):
@@ -37,3 +42,22 @@ def decide_matching_job(run_id, querystring, decision, user_id, note=""):
 def undo_run_job(run_id, action, target_run, user_id):
     user = get_user_model().objects.get(pk=user_id)
     return runs.run_job(run_id, lambda tracker: review.undo_run_reviews(tracker, target_run, user))
+
+
+def _index_when_done(run_id):
+    """The job that finishes a CLIP or embed run queues the index job, so search sees the new embeddings."""
+    if Run.objects.filter(pk=run_id, status=Run.Status.DONE).exists():
+        runs.launch(vector_index.KIND, index_job, {"model_key": embeddings.current_key(), "rebuild": False},
+                    queue=queues.DEFAULT, label=f"index after run #{run_id}")
+
+
+def embed_batch_job(run_id, image_ids, device=None, batch_size=None):
+    """One batch of an embed run."""
+    outcome = runs.run_job(run_id, lambda t: embed_images(t, image_ids, device=device, batch_size=batch_size,
+                                                          set_total=False))
+    _index_when_done(run_id)
+    return outcome
+
+
+def index_job(run_id, model_key=None, rebuild=False):
+    return runs.run_job(run_id, lambda t: vector_index.sync(model_key, tracker=t, rebuild=rebuild))

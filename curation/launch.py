@@ -5,7 +5,7 @@ and returns the Run: a new one on its queue, or the identical one already queued
 """
 from django.conf import settings
 
-from curation import gallery, jobs, review, runs, snapshots
+from curation import embed, embeddings, gallery, jobs, review, runs, snapshots, vector_index
 from curation.export import DEFAULT_FILTER, DEFAULT_SHARD_SIZE, FORMATS
 from curation.models import Run
 from curation.registry import LaunchError
@@ -46,6 +46,44 @@ def launch_clip(params, user=None, *, image_ids=None):
     if run.total is None:
         Run.objects.filter(pk=run.pk, total__isnull=True).update(total=len(image_ids))
     return run
+
+
+def embed_params(input_spec="all", *, limit=None, device=None, batch_size=None, label=""):
+    return {"input": str(input_spec), "limit": limit, "device": device, "batch_size": batch_size, "label": label}
+
+
+def launch_embed(params, user=None, *, image_ids=None):
+    """Queue an embed run over the selected images that have no embedding, in CLIP-sized batches."""
+    p = dict(params)
+    label = p.pop("label", "")
+    if image_ids is None:
+        try:
+            image_ids = embed.select_ids(p["input"], limit=p.get("limit"))
+        except InputError as exc:
+            raise LaunchError(str(exc)) from None
+    if not image_ids:
+        raise LaunchError(f"Nothing to embed for input {p['input']!r}: every image has an embedding.")
+    job_size = settings.SCENEIMG_CLIP_JOB_SIZE
+    ids = sorted(image_ids)
+    batches = [(f"{chunk[0]}-{chunk[-1]}", {"image_ids": chunk, "device": p.get("device"),
+                                           "batch_size": p.get("batch_size")})
+               for chunk in (ids[i:i + job_size] for i in range(0, len(ids), job_size))]
+    run = runs.launch(embed.KIND, jobs.embed_batch_job, p, queue=queues.SCORE, user=user, label=label,
+                      batches=batches)
+    if run.total is None:
+        Run.objects.filter(pk=run.pk, total__isnull=True).update(total=len(ids))
+    return run
+
+
+def index_params(*, rebuild=False, label=""):
+    return {"model_key": embeddings.current_key(), "rebuild": bool(rebuild), "label": label}
+
+
+def launch_index(params, user=None):
+    """Queue a sync of the vector index (or a rebuild from the stored embeddings)."""
+    p = dict(params)
+    label = p.pop("label", "") or ("rebuild the vector index" if p.get("rebuild") else "update the vector index")
+    return runs.launch(vector_index.KIND, jobs.index_job, p, queue=queues.DEFAULT, user=user, label=label)
 
 
 def dedup_params(threshold=None, *, label=""):

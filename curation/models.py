@@ -1,6 +1,8 @@
 """What an image is and what we decided about it."""
 from django.conf import settings
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Abs
 
 
 class Decision(models.TextChoices):
@@ -13,6 +15,8 @@ class AutoStage(models.IntegerChoices):
     stage ranked at or below its own, never one above (see curation/decisions.py)."""
 
     CLIP = 10, "CLIP"
+    # The probe trained on people's decisions: it refines CLIP, and the VLM's verdict overrides it.
+    LEARNED = 20, "learned scorer"
     VLM = 30, "VLM"
     NEAR_DUPLICATE = 80, "near-duplicate"
     SEED_COPY = 90, "copy of a seed"
@@ -44,6 +48,8 @@ class Image(models.Model):
     object_count = models.IntegerField(null=True, blank=True)
     vlm_score = models.FloatField(null=True, blank=True)
     uncalibrated = models.BooleanField(default=False)
+    # The newest learned scorer's probability of keep; null for the images it was trained on.
+    learned_keep = models.FloatField(null=True, blank=True)
     # Representative of this image's near-duplicate group (itself for the representative).
     dup_group = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="dup_members"
@@ -58,6 +64,9 @@ class Image(models.Model):
             models.Index(fields=["clip_indoor_margin", "id"], name="img_indoor"),
             models.Index(fields=["clip_moderate_margin", "id"], name="img_moderate"),
             models.Index(fields=["vlm_score", "id"], name="img_vlm_score"),
+            models.Index(fields=["learned_keep", "id"], name="img_learned_keep"),
+            # The "most useful next" review order: closest to 0.5 first (curation/gallery.py).
+            models.Index(Abs(F("learned_keep") - 0.5), "id", name="img_learned_doubt"),
             models.Index(fields=["dup_group", "id"], name="img_dup_group"),
             # Gallery filters (0002_gallery_indexes): "uncalibrated" and "human and auto disagree".
             models.Index(fields=["uncalibrated", "-id"], name="img_uncal_id"),
@@ -228,3 +237,71 @@ class SnapshotImage(models.Model):
         if not self._state.adding:
             raise ValueError("snapshot rows are immutable")
         super().save(*args, **kwargs)
+
+
+class Embedding(models.Model):
+    """One image's CLIP image embedding under one model and weights (`curation.embeddings`).
+
+    Normalised and stored as float16 bytes, so no image is encoded twice by the same model; any prompt
+    set is scored from it by a dot product. Raw bytes work the same on SQLite and Postgres.
+    """
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="embeddings")
+    model_key = models.CharField(max_length=200)  # e.g. "ViT-B-32:laion2b_s34b_b79k"
+    vector = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["image", "model_key"], name="uniq_embedding_per_model")]
+        # The vector index tops itself up by (model_key, id).
+        indexes = [models.Index(fields=["model_key", "id"], name="embedding_key_id")]
+
+
+class ContentDuplicate(models.Model):
+    """Two images whose embeddings are nearly the same picture (cosine at least the setting's threshold).
+
+    A second kind of duplicate beside the dHash groups, which it never changes. Each pair is stored in
+    both directions so "the duplicates of this image" is one index range.
+    """
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="content_duplicates")
+    other = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    model_key = models.CharField(max_length=200)
+    similarity = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["image", "other", "model_key"], name="uniq_content_dup")]
+        indexes = [models.Index(fields=["image", "-similarity"], name="content_dup_image")]
+
+
+class LearnedScorer(models.Model):
+    """One version of the logistic-regression probe trained on people's decisions (`curation.learned`).
+
+    Immutable: retraining adds a version. The coefficients include the feature scaling, so
+    p(keep) = sigmoid(embedding . coef + intercept). Metrics are measured on a held-out split that
+    this very model never saw.
+    """
+
+    model_key = models.CharField(max_length=200)  # the embedding space it reads
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    trained_on = models.IntegerField()  # images in the training split
+    held_out = models.IntegerField()  # images in the held-out split
+    keeps = models.IntegerField()  # people's keeps among both splits
+    rejects = models.IntegerField()
+    precision = models.FloatField(null=True, blank=True)  # held out, at `threshold`
+    recall = models.FloatField(null=True, blank=True)
+    auc = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(default=0.5)
+    coef = models.BinaryField()  # float32
+    intercept = models.FloatField()
+    # Image ids of the training split (int64): they never get a learned score from this version.
+    train_ids = models.BinaryField()
+    # The newest Review when the training set was read; "K new decisions since" counts from here.
+    last_review_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"learned scorer v{self.pk}"

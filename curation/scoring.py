@@ -15,13 +15,13 @@ import os
 import shutil
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
 
-from curation import decisions, registry
+from curation import decisions, embeddings, registry
 from curation.clip import get_clip_scorer, resolve_device
 from curation.decode import decode_batch_cpu, decode_batch_tensor, read_stored
 from curation.models import AutoStage, Decision, FilterScore, Image, Run
@@ -108,6 +108,7 @@ class _Batch:
     by_id: dict  # id -> (id, file name)
     todo: list  # ids that need inference
     reuse: dict  # id -> stored FilterScore values for images already scored under this key
+    stored: dict = field(default_factory=dict)  # id -> stored embedding, for images scored without the model
 
 
 def default_batch_size(device):
@@ -139,11 +140,16 @@ def score_images(tracker, image_ids, *, rule=None, device=None, batch_size=None,
         tracker.set_total(len(ids))
     run_id = tracker.run.pk if tracker.run is not None else None
 
-    writer = _Writer(key, scorer.prompts.label_names, rule, uncalibrated, run_id, counter is not None, log_csv,
-                     output_dir, tracker)
+    writer = _Writer(key, scorer, rule, uncalibrated, run_id, counter is not None, log_csv, output_dir, tracker)
     pipeline = _Pipeline(scorer, counter, rule.detector_threshold, device)
+    # A stored embedding stands in for the image, unless the detector must look at the pixels anyway.
+    reuse_embeddings = counter is None
+
+    def prepare(chunk):
+        return _prepare(chunk, key, scorer.embedding_key if reuse_embeddings else None)
+
     try:
-        pipeline.run([ids[i:i + batch_size] for i in range(0, len(ids), batch_size)], key, writer, tracker)
+        pipeline.run([ids[i:i + batch_size] for i in range(0, len(ids), batch_size)], prepare, writer, tracker)
     finally:
         pipeline.close()
         writer.close()
@@ -193,17 +199,18 @@ class _Pipeline:
         ids_ok, batch, dets, failures = decoded
         if batch is None:
             return ids_ok, None, None, failures
-        sims = self.scorer.score(batch)
+        embedded = self.scorer.encode_images(batch)
         counts = self.counter.count(dets, self.detector_threshold) if self.counter is not None else None
-        return ids_ok, sims, counts, failures
+        return ids_ok, embedded, counts, failures
 
-    def run(self, chunks, key, writer, tracker):
+    def run(self, chunks, prepare, writer, tracker):
+        """`prepare(chunk)` -> _Batch says which images need the model; `writer` gets the rest."""
         decoding = deque()
         next_chunk = 0
         pending_infer = None
         while next_chunk < len(chunks) or decoding or pending_infer is not None:
             while next_chunk < len(chunks) and len(decoding) < self.prefetch:
-                batch = _prepare(chunks[next_chunk], key)
+                batch = prepare(chunks[next_chunk])
                 next_chunk += 1
                 writer.reuse(batch)
                 fut = self.decode_pool.submit(self.load, batch) if batch.todo else None
@@ -221,7 +228,9 @@ class _Pipeline:
             pending_infer = current
 
 
-def _prepare(chunk, key):
+def _prepare(chunk, key, embedding_key=None):
+    """Which images of `chunk` are scored already (re-decided only), which have a stored embedding under
+    `embedding_key` (scored from it, no decoding), and which need the model."""
     rows = list(Image.objects.filter(id__in=chunk).order_by("id").values_list("id", "file"))
     existing = {
         row["image_id"]: row
@@ -229,14 +238,16 @@ def _prepare(chunk, key):
             "image_id", "scores", "indoor_margin", "moderate_margin", "object_count")
     }
     todo = [r[0] for r in rows if r[0] not in existing]
-    return _Batch(by_id={r[0]: r for r in rows}, todo=todo, reuse=existing)
+    stored = embeddings.load_map(embedding_key, todo) if embedding_key and todo else {}
+    todo = [i for i in todo if i not in stored]
+    return _Batch(by_id={r[0]: r for r in rows}, todo=todo, reuse=existing, stored=stored)
 
 
 class _Writer:
     """Everything that happens on the calling thread once scores are known."""
 
-    def __init__(self, key, labels, rule, uncalibrated, run_id, with_counts, log_csv, output_dir, tracker):
-        self.key, self.labels, self.rule = key, labels, rule
+    def __init__(self, key, scorer, rule, uncalibrated, run_id, with_counts, log_csv, output_dir, tracker):
+        self.key, self.scorer, self.labels, self.rule = key, scorer, scorer.prompts.label_names, rule
         self.uncalibrated, self.run_id, self.with_counts = uncalibrated, run_id, with_counts
         self.tracker = tracker
         self.output_dir = Path(output_dir) if output_dir else None
@@ -248,31 +259,36 @@ class _Writer:
             self.csv_file = open(log_csv, "a", newline="", encoding="utf-8")
             self.csv = csv.writer(self.csv_file)
             if new:
-                self.csv.writerow(csv_columns(labels))
+                self.csv.writerow(csv_columns(self.labels))
 
     def close(self):
         if self.csv_file:
             self.csv_file.close()
 
     def reuse(self, batch):
-        """Images already scored under this key: decide again (the rule may differ), no inference."""
-        if not batch.reuse:
-            return
-        results = [(i, v["scores"], v["object_count"]) for i, v in batch.reuse.items() if i in batch.by_id]
-        self._store(batch, results)
+        """Images already scored under this key: decide again (the rule may differ), no inference. Images
+        with a stored embedding: scored from it, no decoding."""
+        if batch.reuse:
+            results = [(i, v["scores"], v["object_count"]) for i, v in batch.reuse.items() if i in batch.by_id]
+            self._store(batch, results)
+        if batch.stored:
+            ids = list(batch.stored)
+            self._store(batch, self._results(ids, [batch.stored[i] for i in ids], None))
 
-    def write(self, batch, ids_ok, sims, counts, failures):
+    def write(self, batch, ids_ok, embedded, counts, failures):
         for image_id, error in failures:
             log.warning("image #%s could not be decoded: %s", image_id, error)
         if failures:
             self.tracker.count("error", len(failures))
-        if sims is None:
+        if embedded is None:
             return
-        results = []
-        for n, image_id in enumerate(ids_ok):
-            scores = {label: round(float(sims[n, j]), 6) for j, label in enumerate(self.labels)}
-            results.append((image_id, scores, counts[n] if counts is not None else None))
-        self._store(batch, results)
+        embeddings.store(self.scorer.embedding_key, ids_ok, embedded)
+        self._store(batch, self._results(ids_ok, embedded, counts))
+
+    def _results(self, ids, embedded, counts):
+        sims = self.scorer.scores_from_embeddings(embedded)
+        return [(image_id, {label: round(float(sims[n, j]), 6) for j, label in enumerate(self.labels)},
+                 counts[n] if counts is not None else None) for n, image_id in enumerate(ids)]
 
     def _store(self, batch, results):
         scores_rows, image_rows, kept = [], [], []
