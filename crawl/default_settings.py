@@ -28,6 +28,12 @@ SCENEIMG_USER_AGENT = env_str(
     "Chrome/124.0 Safari/537.36",
 )
 
+# Server folders the web forms may name (the command line may name any folder)
+#: folders whose subfolders a folder import launched from the web may read; empty means `<SCENEIMG_VAR_DIR>/import`
+SCENEIMG_IMPORT_ROOTS = env_list("SCENEIMG_IMPORT_ROOTS", "")
+#: folders under which a crawl launched from the web may write its `output`; empty means `<SCENEIMG_VAR_DIR>/crawl-output`
+SCENEIMG_OUTPUT_ROOTS = env_list("SCENEIMG_OUTPUT_ROOTS", "")
+
 # Ingest filters (per-run parameters override these)
 #: narrower images are stored as `invalid`
 SCENEIMG_MIN_WIDTH = env_int("SCENEIMG_MIN_WIDTH", 256)

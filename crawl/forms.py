@@ -14,6 +14,31 @@ from curation.models import Image
 MAX_SEED_BYTES = 20 * 1024 * 1024
 
 
+def import_roots():
+    return [Path(r) for r in settings.SCENEIMG_IMPORT_ROOTS] or [Path(settings.VAR_DIR) / "import"]
+
+
+def output_roots():
+    return [Path(r) for r in settings.SCENEIMG_OUTPUT_ROOTS] or [Path(settings.VAR_DIR) / "crawl-output"]
+
+
+def under_roots(text, roots, what):
+    """`text` as an absolute path with every symlink followed, if that lies in one of `roots`; else a
+    ValidationError that reads the same whether or not the path exists (the form is no oracle for
+    which server paths exist)."""
+    path = Path(text)
+    if not path.is_absolute():
+        raise forms.ValidationError("Give an absolute path on the server.")
+    resolved = path.resolve()  # follows symlinks, also through the parts that exist of a path that does not
+    for root in roots:
+        root = root.resolve()
+        if resolved == root or root in resolved.parents:
+            return resolved
+    raise forms.ValidationError(
+        f"{path} is not a folder on the server under the {what} roots ({', '.join(map(str, roots))}); "
+        f"the command line may name any folder.")
+
+
 class IngestFilterFields(forms.Form):
     min_width = forms.IntegerField(required=False, min_value=1)
     min_height = forms.IntegerField(required=False, min_value=1)
@@ -31,6 +56,14 @@ class CrawlFields(IngestFilterFields):
     output = forms.CharField(required=False, max_length=1000, label="Also write files to (server folder)",
                              help_text="the old folder layout with sidecar JSON; leave empty for none")
     per_host = forms.IntegerField(required=False, min_value=1, max_value=64, help_text="downloads at once per host")
+
+    def clean_output(self):
+        if not self.cleaned_data["output"]:
+            return ""
+        output = under_roots(self.cleaned_data["output"], output_roots(), "output")
+        if output.exists() and not output.is_dir():
+            raise forms.ValidationError(f"{output} is a file, not a folder.")
+        return str(output)
 
     def common(self):
         c = self.cleaned_data
@@ -130,12 +163,10 @@ class FolderImportForm(IngestFilterFields):
     field_order = ["path", "recursive", "label"]
 
     def clean_path(self):
-        path = Path(self.cleaned_data["path"]).expanduser()
-        if not path.is_absolute():
-            raise forms.ValidationError("Give an absolute path on the server.")
+        path = under_roots(self.cleaned_data["path"], import_roots(), "import")
         if not path.is_dir():
-            raise forms.ValidationError(f"{path} is not a folder on the server.")
-        return str(path.resolve())
+            raise forms.ValidationError(f"{self.cleaned_data['path']} is not a folder on the server.")
+        return str(path)
 
     def params(self):
         c = self.cleaned_data

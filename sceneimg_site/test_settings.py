@@ -5,6 +5,9 @@ import tempfile
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-0123456789")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
 os.environ.setdefault("SCENEIMG_CLIP_PRETRAINED", "none")
+# Tests launch folder imports and crawl outputs from the web on pytest's tmp_path folders.
+os.environ.setdefault("SCENEIMG_IMPORT_ROOTS", tempfile.gettempdir())
+os.environ.setdefault("SCENEIMG_OUTPUT_ROOTS", tempfile.gettempdir())
 
 from sceneimg_site.settings import *  # noqa: E402,F401,F403
 from sceneimg_site.settings import DATABASES, STATIC_ROOT, VAR_DIR  # noqa: E402
