@@ -6,9 +6,9 @@ from sceneimg_site.env import env_float, env_int, env_str
 
 #: open_clip architecture
 SCENEIMG_CLIP_MODEL = env_str("SCENEIMG_CLIP_MODEL", "ViT-B-32")
-#: a pretrained tag (Hugging Face cache; `openai` builds the QuickGELU variant), a local checkpoint path,
-#: or `none`: seeded random weights, whose scores are marked uncalibrated
-SCENEIMG_CLIP_PRETRAINED = env_str("SCENEIMG_CLIP_PRETRAINED", "laion2b_s34b_b79k")
+#: a pretrained tag (Hugging Face cache; `openai`, the original's ViT-B/32 weights, builds the QuickGELU
+#: variant), a local checkpoint path, or `none`: seeded random weights, whose scores are marked uncalibrated
+SCENEIMG_CLIP_PRETRAINED = env_str("SCENEIMG_CLIP_PRETRAINED", "openai")
 #: `auto` (CUDA when present, else the CPU), `cpu`, `cuda` or `cuda:N`
 SCENEIMG_DEVICE = env_str("SCENEIMG_DEVICE", "auto")
 #: images whose 64-bit dHashes differ by at most this many bits share a near-duplicate group
@@ -21,10 +21,11 @@ SCENEIMG_EXPORT_DIR = env_str("SCENEIMG_EXPORT_DIR", "")
 #: where fetch_models puts weights and scoring reads them (`<dir>/hf`, `<dir>/torch`, `<dir>/clip`); empty
 #: means the usual caches (HF_HOME, TORCH_HOME)
 SCENEIMG_MODEL_DIR = env_str("SCENEIMG_MODEL_DIR", "")
-#: CLIP prompt set `curation/clip_prompts/<version>.json`, part of the scorer key; add a version, never edit one
+#: CLIP prompt set `curation/clip_prompts/<version>.json`, part of the scorer key: `v1` the original's sentences,
+#: `v2` SceneImg's; add a version, never edit one
 SCENEIMG_CLIP_PROMPTS = env_str("SCENEIMG_CLIP_PROMPTS", "v1")
-#: Faster R-CNN R50-FPN weights: `coco_v1`, a local .pth path, or `none` (random, uncalibrated); empty
-#: follows SCENEIMG_CLIP_PRETRAINED (`none` there means `none` here, else `coco_v1`)
+#: Faster R-CNN R50-FPN v2 weights (the original's detector): `coco_v1`, a local .pth path, or `none` (random,
+#: uncalibrated); empty follows SCENEIMG_CLIP_PRETRAINED (`none` there means `none` here, else `coco_v1`)
 SCENEIMG_DETECTOR_WEIGHTS = env_str("SCENEIMG_DETECTOR_WEIGHTS", "")
 #: the detector's input short side, pixels
 SCENEIMG_DETECTOR_MIN_SIZE = env_int("SCENEIMG_DETECTOR_MIN_SIZE", 800)

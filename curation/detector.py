@@ -1,7 +1,10 @@
-"""Object counting with torchvision's Faster R-CNN (R50-FPN), for the optional object-count bounds.
+"""Object counting with torchvision's Faster R-CNN R50-FPN v2, the original filter_basic.py's detector,
+for the optional object-count bounds.
 
-About 15 times the cost of the CLIP image tower, so it is built and run only when a count bound
-is asked for. Weights come from the local torch hub cache, a .pth file, or "none" (random init).
+Many times the cost of the CLIP image tower, so it is built and run only when a count bound is asked
+for. Weights come from the local torch hub cache (COCO_V1, what the original's DEFAULT named), a .pth
+file, or "none" (random init). Like the original, it keeps torchvision's default of at most 100
+detections per image, so a count is at most 100.
 """
 import logging
 import os
@@ -51,13 +54,13 @@ def resolve_detector_spec(weights=None, min_size=None):
 
 
 def detector_key(spec, threshold):
-    return f"frcnn-r50fpn:{spec.label}:s{spec.min_size}:t{threshold:g}"
+    return f"frcnn-r50fpn-v2:{spec.label}:s{spec.min_size}:t{threshold:g}"
 
 
 def _coco_weights():
-    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_V2_Weights
 
-    return FasterRCNN_ResNet50_FPN_Weights.COCO_V1
+    return FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1
 
 
 def detector_checkpoint(spec, *, download=False):
@@ -85,17 +88,16 @@ def detector_checkpoint(spec, *, download=False):
 class ObjectCounter:
     def __init__(self, spec, device):
         import torch
-        from torchvision.models.detection import fasterrcnn_resnet50_fpn
+        from torchvision.models.detection import fasterrcnn_resnet50_fpn_v2
 
         self.spec, self.device = spec, device
         checkpoint = detector_checkpoint(spec)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)  # the same random detector in every worker
             # weights=None and weights_backbone=None: torchvision must not fetch anything itself.
-            model = fasterrcnn_resnet50_fpn(
+            model = fasterrcnn_resnet50_fpn_v2(
                 weights=None, weights_backbone=None, num_classes=91,
                 min_size=spec.min_size, max_size=max(spec.min_size * 1333 // 800, spec.min_size),
-                box_detections_per_img=300,
             )
         if checkpoint:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)

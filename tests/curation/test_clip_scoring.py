@@ -168,7 +168,8 @@ def test_filter_clip_command_logs_csv_copies_kept_files_and_skips_scored_images(
     assert {r["decision"] for r in rows} == {"keep"} and {r["object_count"] for r in rows} == {""}
     fs = FilterScore.objects.get(image_id=int(rows[0]["image_id"]))
     assert float(rows[0]["indoor"]) == pytest.approx(fs.scores["indoor"], abs=1e-5)
-    assert sorted(p.name for p in out.iterdir()) == sorted(im.file.name.rsplit("/", 1)[1] for im in images)
+    copies = sorted(p.name for p in out.iterdir() if p.name != "_filtered_index.jsonl")
+    assert copies == sorted(im.file.name.rsplit("/", 1)[1] for im in images)
 
     call_command("filter_clip", "--input", "all")
     assert "nothing to score" in capsys.readouterr().out
@@ -179,11 +180,12 @@ def test_filter_clip_input_by_run_id_and_by_label_with_limit(images):
     run = runs.create_run("import", {"path": "/x"}, label="kitchens")
     for im in images[:3]:
         Source.objects.create(run=run, image=im, provider="folder", path="x", outcome="stored")
+    # --limit counts kept images, as the original's: rejected ones do not stop the run.
     call_command("filter_clip", "--input", "kitchens", "--limit", "2", "--device", "cpu", "--indoor-margin", "2")
-    assert sorted(FilterScore.objects.values_list("image_id", flat=True)) == [images[0].pk, images[1].pk]
+    assert sorted(FilterScore.objects.values_list("image_id", flat=True)) == [im.pk for im in images[:3]]
     assert set(FilterScore.objects.values_list("passed", flat=True)) == {False}
-    call_command("filter_clip", "--input", str(run.pk), "--device", "cpu")
-    assert FilterScore.objects.count() == 3
+    call_command("filter_clip", "--input", str(run.pk), "--device", "cpu", "--indoor-margin", "-2", "--limit", "2")
+    assert FilterScore.objects.filter(passed=True).count() == 2
     with pytest.raises(CommandError, match="no run has this label"):
         call_command("filter_clip", "--input", "no-such-label")
     with pytest.raises(CommandError, match="no run #999999"):

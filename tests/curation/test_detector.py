@@ -41,7 +41,7 @@ def test_count_bounds_run_the_detector_and_decide():
     tracker = runs.Tracker()
     score_images(tracker, ids, rule=DecisionRule(indoor_margin=-2, object_count_min=0), device="cpu", batch_size=2)
     assert tracker.counts == {"kept": 3}
-    key = "clip:ViT-B-32:none:prompts-v1|frcnn-r50fpn:none:s160:t0.5"
+    key = "clip:ViT-B-32:none:prompts-v1|frcnn-r50fpn-v2:none:s160:t0.5"
     assert set(FilterScore.objects.values_list("scorer_key", flat=True)) == {key}
     counts = dict(FilterScore.objects.values_list("image_id", "object_count"))
     assert all(c is not None and c >= 0 for c in counts.values())
