@@ -80,3 +80,27 @@ class IndexForm(forms.Form):
 
     def params(self):
         return launch.index_params(rebuild=self.cleaned_data["rebuild"], label=self.cleaned_data["label"])
+
+
+def _prompt_set_choices():
+    from curation.clip import PROMPTS_DIR
+
+    return [(p.stem, p.stem) for p in sorted(PROMPTS_DIR.glob("*.json"))]
+
+
+class RescoreForm(forms.Form):
+    prompts = forms.ChoiceField(choices=_prompt_set_choices, help_text="the CLIP prompt set to score with")
+    indoor_margin = forms.FloatField(initial=0.0, help_text="keep when indoor - outdoor >= this")
+    moderate_margin = forms.FloatField(required=False, help_text="also require moderate - max(tidy, messy) >= this")
+    label = forms.CharField(required=False, max_length=200)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from django.conf import settings
+
+        self.fields["prompts"].initial = settings.SCENEIMG_CLIP_PROMPTS
+
+    def params(self):
+        c = self.cleaned_data
+        return launch.rescore_params(c["prompts"], label=c["label"], indoor_margin=c["indoor_margin"],
+                                     moderate_margin=c["moderate_margin"])

@@ -4,7 +4,7 @@ Launching them is curation/launch.py's job; nothing here enqueues anything.
 """
 from django.contrib.auth import get_user_model
 
-from curation import embeddings, export, review, runs, snapshots, vector_index
+from curation import embeddings, export, rescore, review, runs, snapshots, vector_index
 from curation.embed import embed_images
 from curation.models import Run
 from curation.neardup import find_duplicates
@@ -61,3 +61,10 @@ def embed_batch_job(run_id, image_ids, device=None, batch_size=None):
 
 def index_job(run_id, model_key=None, rebuild=False):
     return runs.run_job(run_id, lambda t: vector_index.sync(model_key, tracker=t, rebuild=rebuild))
+
+
+def rescore_job(run_id, prompts=None, device=None, **rule):
+    """A CLIP run from stored embeddings (its params also say `rescore: True`, which is all it is)."""
+    rule.pop("rescore", None)
+    return runs.run_job(run_id, lambda t: rescore.rescore(t, rule=DecisionRule(**rule), prompt_version=prompts,
+                                                          device=device))

@@ -6,9 +6,11 @@ and returns the Run: a new one on its queue, or the identical one already queued
 from django.conf import settings
 
 from curation import embed, embeddings, gallery, jobs, review, runs, snapshots, vector_index
+from curation.clip import ModelConfigError, load_prompt_set
 from curation.export import DEFAULT_FILTER, DEFAULT_SHARD_SIZE, FORMATS
 from curation.models import Run
 from curation.registry import LaunchError
+from curation.rescore import RescoreError, check_rule
 from curation.scoring import DecisionRule, InputError, key_for_settings, select_image_ids
 from sceneimg_site import queues
 
@@ -84,6 +86,25 @@ def launch_index(params, user=None):
     p = dict(params)
     label = p.pop("label", "") or ("rebuild the vector index" if p.get("rebuild") else "update the vector index")
     return runs.launch(vector_index.KIND, jobs.index_job, p, queue=queues.DEFAULT, user=user, label=label)
+
+
+def rescore_params(prompts=None, *, device=None, label="", **rule):
+    """A CLIP run from stored embeddings: `prompts` is a prompt set version (default SCENEIMG_CLIP_PROMPTS)."""
+    return {"rescore": True, "prompts": prompts or settings.SCENEIMG_CLIP_PROMPTS, "device": device, "label": label,
+            **DecisionRule(**rule).as_params()}
+
+
+def launch_rescore(params, user=None):
+    """Queue a rescore of every embedded image (a CLIP run that decodes nothing)."""
+    p = dict(params)
+    label = p.pop("label", "") or f"rescore from embeddings, prompts {p['prompts']}, indoor margin {p['indoor_margin']:g}"
+    rule = DecisionRule(**{k: p[k] for k in RULE_KEYS if k in p})
+    try:
+        check_rule(rule)
+        load_prompt_set(p["prompts"])
+    except (RescoreError, ModelConfigError) as exc:
+        raise LaunchError(str(exc)) from None
+    return runs.launch(Run.Kind.CLIP, jobs.rescore_job, p, queue=queues.DEFAULT, user=user, label=label[:200])
 
 
 def dedup_params(threshold=None, *, label=""):

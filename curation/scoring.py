@@ -273,7 +273,12 @@ class _Writer:
             self._store(batch, results)
         if batch.stored:
             ids = list(batch.stored)
-            self._store(batch, self._results(ids, [batch.stored[i] for i in ids], None))
+            self.from_embeddings(ids, [batch.stored[i] for i in ids], batch.by_id)
+
+    def from_embeddings(self, ids, embedded, by_id=None):
+        """Score and decide images from their stored embeddings: no decoding, the same rows as from pixels."""
+        by_id = by_id or {i: (i, "") for i in ids}
+        self._store(_Batch(by_id=by_id, todo=[], reuse={}), self._results(ids, embedded, None))
 
     def write(self, batch, ids_ok, embedded, counts, failures):
         for image_id, error in failures:
