@@ -18,6 +18,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from redis.exceptions import RedisError
 from rq import Callback
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -115,16 +116,42 @@ def create_run(kind, params=None, *, label="", user=None, total=None):
     )
 
 
+# Time a launch takes between creating its Run and enqueuing the first job, with room to spare.
+ENQUEUE_GRACE_SECONDS = 30
+
+
+LIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+LOST_JOBS = "its jobs were lost from the queue (Redis flushed or restarted, or the jobs deleted) before it started"
+
+
+def jobs_lost(run, grace_seconds):
+    """True when a queued run can no longer start: none of its RQ jobs is waiting or running.
+
+    A run younger than `grace_seconds` may be half-way through being enqueued (jobs go to Redis when the
+    transaction commits), so it is not judged. Raises redis.RedisError when Redis cannot be asked.
+    """
+    if run.status != Run.Status.QUEUED or run.created_at > timezone.now() - timedelta(seconds=grace_seconds):
+        return False
+    if not run.job_ids:
+        return True
+    jobs = Job.fetch_many(list(run.job_ids), connection=django_rq.get_connection())
+    return not any(job is not None and job.get_status(refresh=False) in LIVE_JOB_STATUSES for job in jobs)
+
+
 def active_duplicate(kind, params):
-    """The queued or running run doing exactly this work, if any."""
-    return Run.objects.filter(
-        kind=kind, work_key=work_key_for(kind, params), status__in=Run.ACTIVE
-    ).first()
+    """The queued or running run doing exactly this work, if any. A queued one whose jobs are gone is
+    failed on the way: returning it would enqueue nothing, and the work would never be done."""
+    for run in Run.objects.filter(kind=kind, work_key=work_key_for(kind, params), status__in=Run.ACTIVE):
+        if jobs_lost(run, grace_seconds=ENQUEUE_GRACE_SECONDS):
+            mark_failed(run.pk, LOST_JOBS)
+            continue
+        return run
+    return None
 
 
 def launch(kind, job_func, params, *, queue, label="", user=None, batches=None):
     """Create a Run and enqueue its jobs. The same work already queued or running is not enqueued again:
-    that run is returned instead.
+    that run is returned instead (unless its jobs were lost: then it fails and the work is launched anew).
 
     `batches` is a list of (key, kwargs) pairs, one job each; default one job with the params.
     """
@@ -299,7 +326,24 @@ def reap_stale_runs(stale_seconds=None):
             f"worker died: no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC "
             f"(killed, out of memory or machine lost)",
         )
-    return len(stale)
+    return len(stale) + reap_lost_runs(stale_seconds)
+
+
+def reap_lost_runs(grace_seconds, limit=500):
+    """Fail queued runs older than `grace_seconds` none of whose RQ jobs still exists: no worker will
+    ever start them. While Redis cannot be reached nothing is failed (a lost connection is not a lost job)."""
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    queued = Run.objects.filter(status=Run.Status.QUEUED, created_at__lt=cutoff).only(
+        "pk", "status", "job_ids", "created_at").order_by("pk")[:limit]
+    lost = 0
+    try:
+        for run in queued:
+            if jobs_lost(run, grace_seconds):
+                lost += Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+                    status=Run.Status.FAILED, error=LOST_JOBS, finished_at=timezone.now())
+    except RedisError:
+        log.warning("could not check queued runs' jobs: Redis unreachable", exc_info=True)
+    return lost
 
 
 def run_job(run_id, stage):
