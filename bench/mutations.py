@@ -9,7 +9,9 @@ fails, "SURVIVED" when they all pass: a promise no test holds.
     .venv/bin/python bench/mutations.py fetcher ssrf those whose name contains one of the words
     .venv/bin/python bench/mutations.py --list
 
-Before the mutants, the named tests run once unmutated: if they fail there, no verdict means anything.
+Before the mutants, each group of named tests runs unmutated (a failure is tried once more): if they
+fail there, no verdict means anything. Run it on an otherwise quiet machine: a timing test failing
+under load would count as a catch.
 Exit status: 0 all caught; 1 some survived; 2 an old text is not exactly once in its file (the code
 moved: update the mutant here), or the unmutated tests fail.
 """
@@ -45,8 +47,8 @@ MUTANTS = [
            "qs = Image.objects.filter(id__in=near)",
            ("tests/curation/test_neardup.py",)),
     Mutant("neardup-person-keep-overridden", "curation/neardup.py",
-           "if human == Decision.KEEP or (auto == Decision.REJECT and reason == want):",
-           "if auto == Decision.REJECT and reason == want:",
+           "if human == Decision.KEEP or (stage == AutoStage.NEAR_DUPLICATE and reason == want):",
+           "if stage == AutoStage.NEAR_DUPLICATE and reason == want:",
            ("tests/curation/test_neardup.py",)),
     # The fetcher
     Mutant("fetcher-ssrf-checks-first-address-only", "crawl/fetcher.py",
@@ -129,17 +131,17 @@ MUTANTS = [
            ("tests/crawl/test_baidu_protocol.py",)),
     # VLM verdicts
     Mutant("normalise-score-not-clamped", "vlm/normalise.py",
-           "score = min(1.0, max(0.0, float(score)))", "score = float(score)",
+           "score = min(1.0, max(0.0, score))", "score = score",
            ("tests/vlm/test_normalise.py", "tests/vlm/test_fakes.py")),
     Mutant("normalise-reason-not-cut", "vlm/normalise.py",
-           "reason = reason[:REASON_MAX]", "reason = reason",
+           "reason = _clean(reason)[:REASON_MAX] if reason else \"\"", "reason = _clean(reason) if reason else \"\"",
            ("tests/vlm/test_normalise.py", "tests/vlm/test_fakes.py")),
     Mutant("normalise-nul-kept", "vlm/normalise.py",
            'return " ".join(str(value).replace("\\x00", "").split())', 'return " ".join(str(value).split())',
            ("tests/vlm/test_normalise.py", "tests/vlm/test_judge.py")),
     Mutant("normalise-decision-case-sensitive", "vlm/normalise.py",
-           "decision = decision.strip().lower() if isinstance(decision, str) else decision",
-           "decision = decision.strip() if isinstance(decision, str) else decision",
+           'decision = str(raw_decision or "").strip().lower()',
+           'decision = str(raw_decision or "").strip()',
            ("tests/vlm/test_normalise.py",)),
 ]
 
@@ -216,15 +218,26 @@ def main():
         copy_repo(copy)
         env = test_env(copy, args.redis_url)
         check_imports_the_copy(copy, env)
-        if not args.no_baseline:
-            tests = sorted({t for m in chosen for t in m.tests})
-            ok, why, seconds = run_tests(copy, env, tests, args.timeout)
-            print(f"unmutated: {'pass' if ok else 'FAIL'} ({seconds:.0f} s){'' if ok else ': ' + why}", flush=True)
-            if not ok:
-                print("the tests fail without any mutation: fix that first", file=sys.stderr)
-                return 2
+        if not args.no_baseline and not baseline(copy, env, chosen, args.timeout):
+            print("the tests fail without any mutation: fix that first", file=sys.stderr)
+            return 2
         results = [run_one(copy, env, m, args.timeout) for m in chosen]
     return report(results)
+
+
+def baseline(copy, env, chosen, timeout):
+    """Every mutant's tests pass unmutated; a failure is tried once more (a timing test on a busy machine)."""
+    ok_all = True
+    for tests in sorted({m.tests for m in chosen}):
+        for attempt in (1, 2):
+            ok, why, seconds = run_tests(copy, env, tests, timeout)
+            state = "pass" if ok else f"FAIL: {why}"
+            print(f"unmutated {' '.join(tests)}: {state} ({seconds:.0f} s){' (try 2)' if attempt == 2 else ''}",
+                  flush=True)
+            if ok:
+                break
+        ok_all = ok_all and ok
+    return ok_all
 
 
 def run_one(copy, env, mutant, timeout):

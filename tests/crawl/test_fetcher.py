@@ -5,7 +5,7 @@ from urllib.parse import quote
 
 import pytest
 
-from crawl.fetcher import Blocked, Fetcher, FetchError, HTTPStatusError, TooLarge
+from crawl.fetcher import Blocked, Fetcher, FetchError, HTTPStatusError, TooLarge, blocked_reason
 from tests.fakes.image_host import ImageHost, image_bytes
 
 
@@ -91,6 +91,23 @@ def test_size_cap_without_content_length(host, settings):
     with pytest.raises(TooLarge):
         Fetcher(max_bytes=1_000_000).get(host.url("/endless"))
     assert Fetcher(max_bytes=1_000_000).get(host.url("/chunked/7.jpg")).content == image_bytes(7)
+
+
+def test_streamed_size_cap_is_exact(host, settings):
+    # Chunked: no Content-Length to refuse on, so the cap is counted while streaming.
+    settings.SCENEIMG_FETCH_ALLOW_PRIVATE = ["127.0.0.1"]
+    size = len(image_bytes(7))
+    with pytest.raises(TooLarge, match=f"over the {size - 1}-byte limit"):
+        Fetcher(max_bytes=size - 1).get(host.url("/chunked/7.jpg"))
+    assert Fetcher(max_bytes=size).get(host.url("/chunked/7.jpg")).content == image_bytes(7)
+
+
+@pytest.mark.parametrize(("address", "reason"), [
+    ("::ffff:127.0.0.1", "loopback"), ("::ffff:10.0.0.1", "private"), ("::ffff:169.254.169.254", "link-local"),
+    ("::ffff:8.8.8.8", None),
+])
+def test_ipv4_mapped_addresses_are_judged_as_the_ipv4_address_they_carry(address, reason):
+    assert blocked_reason(address) == reason
 
 
 def test_size_cap_with_content_length(host, settings):

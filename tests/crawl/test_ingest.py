@@ -7,7 +7,7 @@ import zlib
 import pytest
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
-from PIL import ImageChops, ImageFile, ImageStat
+from PIL import ImageChops, ImageFile, ImageStat, PngImagePlugin
 
 from crawl.ingest import Filters, InvalidImage, Sighting, compute_dhash, decode, ingest_bytes
 from crawl.models import Source
@@ -203,6 +203,25 @@ def test_png_html_polyglot_only_reencoded_pixels_are_stored():
     assert b"<script" not in stored and b"<html" not in stored
     assert stored != png  # re-encoded, not the original bytes cut short
     assert stored_pil(source).convert("RGBA").tobytes() == im.tobytes()  # the same pixels (PNG is lossless)
+
+
+def test_markup_in_a_png_text_chunk_is_not_stored():
+    # Real transparency: without the markup this PNG would be stored byte for byte.
+    im = photo_like(400, 300, 15).convert("RGBA")
+    im.putpixel((0, 0), (0, 0, 0, 0))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "<script>alert(document.cookie)</script>")
+    source = ingest_bytes(encode(im, "PNG", pnginfo=info), sighting())
+    assert source.outcome == "stored" and source.image.format == "png"
+    assert b"<script" not in default_storage.open(source.image.file.name).read()
+
+
+@pytest.mark.xfail(strict=True, reason="the re-encode keeps the JPEG comment: Pillow writes im.info['comment']")
+def test_markup_in_a_jpeg_comment_is_not_stored():
+    data = encode(photo_like(400, 300, 16), "JPEG", quality=90, comment=b"<script>alert(1)</script>")
+    source = ingest_bytes(data, sighting())
+    assert source.outcome == "stored"
+    assert b"<script" not in default_storage.open(source.image.file.name).read()
 
 
 def test_size_and_aspect_filters():
