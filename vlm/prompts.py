@@ -1,10 +1,12 @@
 """Prompt versions: files in prompts/ synced into PromptVersion by content hash.
 
 A file is `vN.toml` (keys: system, user, optional name and description) or `vN.txt` (the whole text
-is the system prompt; the user message is DEFAULT_USER). The hash covers name, system and user
+is the system prompt; the user message is DEFAULT_USER). The original scripts' prompt files (Python
+source with SYSTEM_PROMPT and USER_PROMPT_TEMPLATE) are imported as they are by `import_original`. The hash covers name, system and user
 text, so an edited file becomes a new version and the old one stays exactly as it was: verdicts
 made under it keep pointing at the text that produced them. Nothing here ever updates a row.
 """
+import ast
 import hashlib
 import json
 import re
@@ -94,6 +96,55 @@ def sync_prompts(directory=None):
         )
         (created if was_created else unchanged).append(version)
     return created, unchanged
+
+
+ORIGINAL_NAMES = ("SYSTEM_PROMPT", "USER_PROMPT_TEMPLATE")
+
+
+def read_original_prompt(path, name=None):
+    """A PromptFile from one of the original scripts' prompt files (prompt/filter_vlm_vN.txt, or
+    filter_vlm.py itself): Python source whose SYSTEM_PROMPT and USER_PROMPT_TEMPLATE are string
+    literals. Parsed with `ast`, never run. The name defaults to `original-vN` (or `original-<stem>`),
+    which never takes the place of a prompts/ file's version."""
+    path = Path(path)
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PromptError(f"{path}: cannot read it: {exc}") from None
+    except SyntaxError as exc:
+        raise PromptError(f"{path}: not Python source (line {exc.lineno}: {exc.msg})") from None
+    found = {}
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id in ORIGINAL_NAMES and node.value is not None:
+                try:
+                    value = ast.literal_eval(node.value)
+                except ValueError:
+                    raise PromptError(f"{path}: {target.id} is not a plain string literal") from None
+                if not isinstance(value, str) or not value.strip():
+                    raise PromptError(f"{path}: {target.id} must be a non-empty string")
+                found[target.id] = value
+    missing = [n for n in ORIGINAL_NAMES if n not in found]
+    if missing:
+        raise PromptError(f"{path}: no {' or '.join(missing)} string at the top level")
+    if not name:
+        version = re.search(r"v\d+$", path.stem)
+        name = f"original-{version.group(0) if version else path.stem}"
+    # Stripped as the original stripped them before sending.
+    return PromptFile(name=name, system=found["SYSTEM_PROMPT"].strip(), user=found["USER_PROMPT_TEMPLATE"].strip(),
+                      path=path)
+
+
+def import_original(path, name=None):
+    """(PromptVersion, created) for an original prompt file; the same text under the same name is the
+    version already there."""
+    p = read_original_prompt(path, name)
+    version, created = PromptVersion.objects.get_or_create(
+        content_hash=p.content_hash,
+        defaults={"name": p.name, "system_text": p.system, "user_template": p.user, "source_file": str(p.path)},
+    )
+    return version, created
 
 
 def natural_key(name):

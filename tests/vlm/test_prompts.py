@@ -29,21 +29,20 @@ def prompt_dir(tmp_path, settings):
     return d
 
 
-def test_shipped_prompts_parse_and_grow_more_specific():
+def test_shipped_prompts_parse_and_sceneimgs_own_rejects_more():
     files = [read_prompt_file(REPO_PROMPTS / f"v{n}.toml") for n in (1, 2, 3)]
-    assert [f.name for f in files] == ["v1", "v2", "v3"]
-    v3 = files[2].system.lower()
+    assert [f.name for f in files] == ["v1", "v2", "v3"]  # the original's (tests/vlm/test_original_prompts.py)
+    own = read_prompt_file(REPO_PROMPTS / "sceneimg-checklist.toml").system.lower()
     for must in ("render", "advertisement", "collage", "watermark", "people", "outdoor", "moderate", "grasp"):
-        assert must in v3
-    assert len(files[0].system) < len(files[1].system) < len(files[2].system)
+        assert must in own
 
 
 def test_sync_creates_then_is_idempotent(db, prompt_dir):
     created, unchanged = sync_prompts()
-    assert sorted(v.name for v in created) == ["v1", "v2", "v3"] and unchanged == []
+    assert sorted(v.name for v in created) == ["sceneimg-checklist", "v1", "v2", "v3"] and unchanged == []
     created, unchanged = sync_prompts()
-    assert created == [] and len(unchanged) == 3
-    assert PromptVersion.objects.count() == 3
+    assert created == [] and len(unchanged) == 4
+    assert PromptVersion.objects.count() == 4
 
 
 def test_an_edited_file_becomes_a_new_version_and_the_used_old_one_is_kept_unchanged(db, prompt_dir, make_images):
@@ -54,11 +53,11 @@ def test_an_edited_file_becomes_a_new_version_and_the_used_old_one_is_kept_uncha
     VlmVerdict.objects.create(image=image, prompt_version=old, backend="openai", model="m", decision="keep", score=1)
 
     path = prompt_dir / "v2.toml"
-    path.write_text(path.read_text().replace("You screen", "You carefully screen"))
+    path.write_text(path.read_text().replace("You curate", "You carefully curate"))
     created, _ = sync_prompts()
     assert [v.name for v in created] == ["v2"]
     new = latest_version("v2")
-    assert new.pk != old.pk and new.content_hash != old_hash and "You carefully screen" in new.system_text
+    assert new.pk != old.pk and new.content_hash != old_hash and "You carefully curate" in new.system_text
     old.refresh_from_db()
     assert (old.system_text, old.content_hash) == (old_text, old_hash)
     assert old.verdicts.count() == 1
@@ -70,7 +69,7 @@ def test_reverting_a_file_finds_its_old_version_again(db, prompt_dir):
     sync_prompts()
     path = prompt_dir / "v1.toml"
     original = path.read_text()
-    path.write_text(original.replace("several objects", "many objects"))
+    path.write_text(original.replace("several items", "many items"))
     sync_prompts()
     path.write_text(original)
     created, _ = sync_prompts()
@@ -97,16 +96,16 @@ def test_txt_prompts_and_bad_files(db, prompt_dir):
 
 def test_unknown_version_name_is_a_clear_error(db, prompt_dir):
     sync_prompts()
-    with pytest.raises(PromptError, match="no prompt version named 'v9'; known: v1, v2, v3"):
+    with pytest.raises(PromptError, match="no prompt version named 'v9'; known: sceneimg-checklist, v1, v2, v3"):
         latest_version("v9")
 
 
 def test_render_user_fills_width_and_height(db, prompt_dir):
     sync_prompts()
-    assert "640 x 480" in render_user(latest_version("v3"), width=640, height=480)
+    assert "640 x 480" in render_user(latest_version("sceneimg-checklist"), width=640, height=480)
 
 
 def test_sync_prompts_command(db, prompt_dir, capsys):
     call_command("sync_prompts")
     out = capsys.readouterr().out
-    assert out.count("new version") == 3 and "active prompt: v3" in out
+    assert out.count("new version") == 4 and "active prompt: v3" in out
