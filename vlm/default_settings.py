@@ -28,13 +28,13 @@ SCENEIMG_OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")  #: OpenAI secret; never
 SCENEIMG_OLLAMA_API_KEY = env_str("OLLAMA_API_KEY", "")  #: Ollama cloud secret; never sent to ollama-local
 
 # Calls
-SCENEIMG_VLM_TIMEOUT = env_float("SCENEIMG_VLM_TIMEOUT", 60.0)  #: seconds per request (`--timeout`)
+SCENEIMG_VLM_TIMEOUT = env_float("SCENEIMG_VLM_TIMEOUT", 120.0)  #: seconds per request (`--timeout`), the original's 120
 SCENEIMG_VLM_CONNECT_TIMEOUT = env_float("SCENEIMG_VLM_CONNECT_TIMEOUT", 5.0)  #: seconds to connect
 SCENEIMG_VLM_RETRIES = env_int("SCENEIMG_VLM_RETRIES", 3)  #: extra attempts after the first
 SCENEIMG_VLM_BACKOFF = env_float("SCENEIMG_VLM_BACKOFF", 1.0)  #: first backoff in seconds, doubled each attempt
 SCENEIMG_VLM_BACKOFF_MAX = env_float("SCENEIMG_VLM_BACKOFF_MAX", 30.0)  #: longest backoff, seconds
 SCENEIMG_VLM_RETRY_AFTER_MAX = env_float("SCENEIMG_VLM_RETRY_AFTER_MAX", 120.0)  #: cap on a server's Retry-After
-SCENEIMG_VLM_WORKERS = env_int("SCENEIMG_VLM_WORKERS", 4)  #: default `--workers` (concurrent requests)
+SCENEIMG_VLM_WORKERS = env_int("SCENEIMG_VLM_WORKERS", 2)  #: default `--workers` (concurrent requests), the original's 2
 SCENEIMG_VLM_MIN_SCORE = env_float("SCENEIMG_VLM_MIN_SCORE", 0.6)  #: default `--min-score`
 SCENEIMG_VLM_MAX_OUTPUT_TOKENS = env_int("SCENEIMG_VLM_MAX_OUTPUT_TOKENS", 400)  #: reply length cap
 # Larger images are downscaled (JPEG ones decoded at 1/2, 1/4 or 1/8 scale, so they may arrive between
