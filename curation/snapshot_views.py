@@ -70,7 +70,7 @@ def snapshot_provenance(request, pk):
     page = list(SnapshotImage.objects.filter(snapshot=snapshot, image_id__gt=after).order_by("image_id")
                 .only("image_id", "record")[:PROVENANCE_PAGE_SIZE + 1])
     columns = provenance.columns()
-    rows = [(r.image_id, [provenance.row(json.loads(r.record)).get(c) for c in columns])
+    rows = [(r.image_id, [(c, provenance.row(json.loads(r.record)).get(c)) for c in columns])
             for r in page[:PROVENANCE_PAGE_SIZE]]
     return render(request, "curation/snapshot_provenance.html", {
         "snapshot": snapshot, "columns": columns, "rows": rows,

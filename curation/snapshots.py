@@ -19,7 +19,10 @@ BATCH = 1000
 
 def canonical_json(value):
     """One line of JSON that depends only on the value: sorted keys, no NaN or infinity (as null)."""
-    return json.dumps(_finite(value), ensure_ascii=False, sort_keys=True, allow_nan=False)
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
+    except ValueError:  # a NaN or infinity somewhere: rare, so only then walk the whole value
+        return json.dumps(_finite(value), ensure_ascii=False, sort_keys=True, allow_nan=False)
 
 
 def _finite(value):

@@ -115,6 +115,12 @@ def test_a_cancelled_freeze_leaves_no_snapshot(curated, monkeypatch):
     assert not Snapshot.objects.exists() and not SnapshotImage.objects.exists()
 
 
+def test_frozen_records_are_canonical_json():
+    # Sorted keys whatever the insertion order; NaN and infinity (not JSON) become null; -0.0 stays.
+    assert snapshots.canonical_json({"b": float("nan"), "a": [1e-07, float("inf"), {"z": -0.0, "y": "厨房"}]}) == \
+        '{"a": [1e-07, null, {"y": "厨房", "z": -0.0}], "b": null}'
+
+
 # --- Reproducible ------------------------------------------------------------------------------
 
 def change_everything(images, user):
