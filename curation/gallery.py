@@ -9,12 +9,14 @@ import json
 import math
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Case, Exists, F, FloatField, OuterRef, Q, Value, When
+from django.db.models.functions import Abs
 from django.http import QueryDict
 
-from curation import registry
-from curation.models import Decision, Image, SnapshotImage
+from curation import registry, search
+from curation.models import ContentDuplicate, Decision, Image, SnapshotImage
 
 PAGE_SIZE = 60
 
@@ -38,7 +40,14 @@ OWN_FIELDS = {
     "uncalibrated": "1: scored by an uncalibrated (random-weight) model; 0: calibrated only",
     "ids": "these Image ids, comma-separated (at most 5000; e.g. a snapshot diff's links)",
     "snapshot": "images in this snapshot (its id), as they are now",
-    "sort": "new (default), old, indoor, -indoor, moderate, -moderate, vlm, -vlm ('-' = highest first)",
+    "q": "text search: the images most like this description by CLIP similarity (sorted by relevance unless sort is given)",
+    "like": "more like this: the images most similar to this Image id (its stored embedding)",
+    "content_dups": "1: has content duplicates (embeddings at least SCENEIMG_CONTENT_DUP_THRESHOLD alike); 0: has none",
+    "learned_min": "learned scorer's probability of keep at least this",
+    "learned_max": "learned scorer's probability of keep at most this",
+    "sort": "new (default), old, indoor, -indoor, moderate, -moderate, vlm, -vlm, learned, -learned ('-' = highest "
+            "first); relevance (with q or like, and their default); uncertain: most useful next to review, the "
+            "learned probability closest to 0.5 first",
 }
 
 
@@ -62,7 +71,19 @@ SORTS = {
     "-moderate": ("clip_moderate_margin", True),
     "vlm": ("vlm_score", False),
     "-vlm": ("vlm_score", True),
+    "learned": ("learned_keep", False),
+    "-learned": ("learned_keep", True),
+    "uncertain": ("learned_doubt", False),
 }
+# Sort values computed in the query rather than stored. learned_doubt has an expression index
+# (img_learned_doubt); similarity is set per search (search_ranked) and exists only with q or like.
+ANNOTATIONS = {"learned_doubt": Abs(F("learned_keep") - 0.5)}
+SEARCH_SORT = "relevance"  # only with q or like, and their default
+
+
+def sort_spec(name):
+    """(field, descending) of a sort name from sort_name()."""
+    return ("similarity", True) if name == SEARCH_SORT else SORTS[name]
 SORT_LABELS = {
     "new": "Newest",
     "old": "Oldest",
@@ -72,13 +93,16 @@ SORT_LABELS = {
     "indoor": "Indoor margin, low first",
     "-moderate": "Moderate margin, high first",
     "moderate": "Moderate margin, low first",
+    "-learned": "Learned keep, high first",
+    "learned": "Learned keep, low first",
+    "uncertain": "Most useful next (learned, closest to 0.5)",
 }
 
 # Columns a card or a list needs; keeps wide rows (reasons, paths) off the hot path.
 CARD_FIELDS = (
     "id", "thumbnail", "width", "height", "created_at", "auto_decision", "human_decision",
     "final_decision", "clip_indoor_margin", "clip_moderate_margin", "object_count", "vlm_score",
-    "uncalibrated", "dup_group",
+    "uncalibrated", "dup_group", "learned_keep",
 )
 
 
@@ -165,11 +189,25 @@ def _decision_q(field, value):
     return Q(**{f"{field}__isnull": True}) if value == "none" else Q(**{field: value})
 
 
+def _search_query(qd):
+    """("text", description) for q=, ("like", image id) for like=, or None."""
+    text = one(qd, "q")
+    like = whole_number(qd, "like")
+    if text is not None and like is not None:
+        raise FilterError("q, like: search by text or by image, not both")
+    if text is not None:
+        return ("text", text)
+    return ("like", like) if like is not None else None
+
+
 def sort_name(params):
     qd = as_querydict(params)
-    name = one(qd, "sort") or "new"
-    if name not in SORTS:
-        raise FilterError(f"sort: expected one of {', '.join(SORTS)}, got {name!r}")
+    searching = _search_query(qd) is not None
+    name = one(qd, "sort") or (SEARCH_SORT if searching else "new")
+    if name not in SORTS and name != SEARCH_SORT:
+        raise FilterError(f"sort: expected one of {', '.join([*SORTS, SEARCH_SORT])}, got {name!r}")
+    if name == SEARCH_SORT and not searching:
+        raise FilterError("sort: relevance needs a search (q or like)")
     return name
 
 
@@ -191,9 +229,14 @@ def filter_images(params, *, ordered=True):
     if uncalibrated is not None:
         qs = qs.filter(uncalibrated=uncalibrated)
     qs = _membership(qs, qd)
+    qs = _learned(qs, qd)
+    qs = _content_duplicates(qs, qd)
+    qs = _search(qs, qd)
     if not ordered:
         return qs
-    field, descending = SORTS[sort_name(qd)]
+    field, descending = sort_spec(sort_name(qd))
+    if field in ANNOTATIONS:
+        qs = qs.annotate(**{field: ANNOTATIONS[field]})
     if field != "id":
         qs = qs.filter(**{f"{field}__isnull": False})
     if descending:
@@ -261,6 +304,40 @@ def _membership(qs, qd):
     return qs
 
 
+def _learned(qs, qd):
+    low, high = _float(qd, "learned_min"), _float(qd, "learned_max")
+    if low is not None:
+        qs = qs.filter(learned_keep__gte=low)
+    if high is not None:
+        qs = qs.filter(learned_keep__lte=high)
+    return qs
+
+
+def _content_duplicates(qs, qd):
+    wanted = flag(qd, "content_dups")
+    if wanted is None:
+        return qs
+    pairs = ContentDuplicate.objects.filter(image_id=OuterRef("pk"), model_key=search.model_key(),
+                                            similarity__gte=settings.SCENEIMG_CONTENT_DUP_THRESHOLD)
+    return qs.filter(Exists(pairs)) if wanted else qs.exclude(Exists(pairs))
+
+
+def _search(qs, qd):
+    """q= / like=: only the most similar images that pass the other filters, with their similarity."""
+    query = _search_query(qd)
+    if query is None:
+        return qs
+    cache_key = querystring_without(qd, "after", "sort")
+    try:
+        hits = search.ranked(qs, query, settings.SCENEIMG_SEARCH_RESULTS, cache_key=cache_key)
+    except search.SearchError as exc:
+        raise FilterError(f"{'q' if query[0] == 'text' else 'like'}: {exc}") from None
+    if not hits:
+        return qs.none().annotate(similarity=Value(0.0, output_field=FloatField()))
+    similarity = Case(*(When(pk=image_id, then=Value(score)) for image_id, score in hits), output_field=FloatField())
+    return qs.filter(pk__in=[image_id for image_id, _ in hits]).annotate(similarity=similarity)
+
+
 # --- Keyset pagination -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -286,13 +363,13 @@ class Cursor:
 
 
 def cursor_for(image, sort):
-    field, _ = SORTS[sort]
+    field, _ = sort_spec(sort)
     return Cursor(None if field == "id" else getattr(image, field), image.pk)
 
 
 def _after(qs, sort, cursor, *, backwards=False):
     """Rows strictly after `cursor` in `sort` order (before it when `backwards`)."""
-    field, descending = SORTS[sort]
+    field, descending = sort_spec(sort)
     later = descending != backwards  # "after" means smaller values in a descending sort
     op = "lt" if later else "gt"
     if field == "id":
@@ -324,8 +401,13 @@ def neighbours(params, image):
     """(previous, next) Image ids around `image` in the filtered, sorted list; None at either end."""
     qd = as_querydict(params)
     sort = sort_name(qd)
+    if sort_spec(sort)[0] in ANNOTATIONS or sort == SEARCH_SORT:
+        # A computed sort value: read it from the list itself (None when the image is not in it).
+        image = filter_images(qd).filter(pk=image.pk).first()
+        if image is None:
+            return None, None
     cursor = cursor_for(image, sort)
-    if SORTS[sort][0] != "id" and cursor.value is None:
+    if sort_spec(sort)[0] != "id" and cursor.value is None:
         return None, None  # the image has no value for this sort, so it is not in the list
     qs = filter_images(qd)
     nxt = _after(qs, sort, cursor).values_list("pk", flat=True).first()

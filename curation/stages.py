@@ -1,5 +1,8 @@
 """curation's own stages on the runs page and in the admin, and its detail panel."""
-from curation import forms, launch, registry
+from django.conf import settings
+
+from curation import forms, launch, registry, search
+from curation.models import ContentDuplicate, Embedding
 
 
 def _scores(image):
@@ -7,6 +10,18 @@ def _scores(image):
     return {
         "scores": [(score, sorted(score.scores.items())) for score in image.filter_scores.order_by("-created_at")],
         "dhash_hex": f"{image.dhash & (2**64 - 1):016x}",
+    }
+
+
+def _content_duplicates(image):
+    key = search.model_key()
+    threshold = settings.SCENEIMG_CONTENT_DUP_THRESHOLD
+    return {
+        "content_duplicates": list(ContentDuplicate.objects.filter(image=image, model_key=key, similarity__gte=threshold)
+                                   .select_related("other").only("other_id", "similarity", "other__final_decision")
+                                   .order_by("-similarity")[:24]),
+        "content_dup_threshold": threshold,
+        "has_embedding": Embedding.objects.filter(image=image, model_key=key).exists(),
     }
 
 
@@ -19,3 +34,4 @@ def register():
                             order=51)
     registry.register_stage("export", "Export", forms.ExportLaunchForm, launch.launch_export, order=90)
     registry.register_detail_panel("curation/_detail_scores.html", _scores, order=20)
+    registry.register_detail_panel("curation/_detail_similar.html", _content_duplicates, order=25)
