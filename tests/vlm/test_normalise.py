@@ -25,7 +25,10 @@ def test_a_decision_other_than_keep_or_reject_is_read_as_reject_as_the_original_
 
 
 def test_decision_case_and_spaces_are_forgiven():
-    assert normalise({"decision": " Reject ", "score": 0.2}).decision == "reject"
+    # A keep, so that misreading it would show: anything unreadable becomes reject.
+    verdict = normalise({"decision": " Keep ", "score": 0.8})
+    assert (verdict.decision, verdict.notes) == ("keep", [])
+    assert normalise({"decision": "REJECT", "score": 0.2}).notes == []
 
 
 @pytest.mark.parametrize("raw, clamped", [(1.7, 1.0), (-0.3, 0.0), ("0.25", 0.25), (1, 1.0), (0, 0.0)])
