@@ -5,22 +5,19 @@ cap, tolerant parsing, then every result goes through the one ingest path with i
 (replaceUrl copies, then Baidu's thumbnail). When Baidu refuses (antiFlag, captcha) the client backs
 off a bounded number of times, then gives up on that query with a clear error on the Run.
 """
-import json
 import logging
 import threading
 import time
-from pathlib import Path
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import close_old_connections, transaction
-from django.utils.text import slugify
 
 from crawl.baidu_protocol import NotJson, is_antiflag, loads_tolerant, looks_like_captcha, parse_keyword_page
 from crawl.fetcher import Fetcher, FetchError, HTTPStatusError
 from crawl.ingest import Filters, Sighting, ingest_url, record, url_hash
 from crawl.models import Source
+from crawl.output import output_folder, write_output
 from curation.models import Image, Run
 from curation.runs import Cancelled
 from curation.threads import db_pool
@@ -172,28 +169,6 @@ class KeywordClient:
         )
 
 
-def _label_dir(output, name, label):
-    folder = Path(output) / (slugify(name, allow_unicode=True) or "query")
-    if label:
-        folder = folder / label
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def write_output(source, folder, meta):
-    """The old folder layout: the stored file and a sidecar JSON with where it came from."""
-    image = source.image
-    ext = "png" if image.format == "png" else "jpg"
-    target = Path(folder) / f"{image.sha256[:20]}.{ext}"
-    if not target.exists():
-        with default_storage.open(image.file.name, "rb") as src:
-            target.write_bytes(src.read())
-    sidecar = {**meta, "url": source.url, "page_url": source.page_url, "title": source.title,
-               "rank": source.rank, "width": image.width, "height": image.height, "sha256": image.sha256,
-               "image_id": image.pk, "source_id": source.pk, "fetched_from": source.extra.get("fetched_from", "")}
-    target.with_suffix(".json").write_text(json.dumps(sidecar, ensure_ascii=False, indent=2), encoding="utf-8")
-
-
 def seen_before(urls):
     """(image id, url) for the first of `urls` a stored or duplicate Source already has, else (None, "").
 
@@ -286,7 +261,7 @@ def crawl_query(tracker, client, query, pool, *, limit, fetcher, filters, output
     so the limit is met exactly.
     """
     run = tracker.run
-    folder = _label_dir(output, query, label) if output else None
+    folder = output_folder(output, query, label) if output else None
     stored, processed, pn = 0, 0, 0
     while stored < limit and pn < REACHABLE_CAP:
         tracker.check_cancelled()
@@ -313,7 +288,8 @@ def crawl_query(tracker, client, query, pool, *, limit, fetcher, filters, output
                                     skip_known=skip_known, fallback_urls=hit.fallbacks)
                 mark_thumbnail_fallback(source, hit)
                 if folder is not None and source.outcome == Source.Outcome.STORED:
-                    write_output(source, folder, {"query": query, "label": label, "provider": "baidu"})
+                    write_output(source, output, folder, {"query": query, "label": label, "provider": "baidu"},
+                                 keyword=True)
                 return source.outcome
             except Cancelled:
                 raise

@@ -19,15 +19,7 @@ from django.core.files.storage import default_storage
 from django.db import close_old_connections
 
 from crawl import ingest
-from crawl.baidu import (
-    Pacer,
-    _label_dir,
-    append_run_error,
-    mark_thumbnail_fallback,
-    record_seen,
-    seen_before,
-    write_output,
-)
+from crawl.baidu import Pacer, append_run_error, mark_thumbnail_fallback, record_seen, seen_before
 from crawl.baidu_protocol import (
     NotJson,
     loads_tolerant,
@@ -38,6 +30,7 @@ from crawl.baidu_protocol import (
 from crawl.fetcher import Fetcher, FetchError
 from crawl.ingest import Filters, Sighting, compute_dhash, examine, ingest_bytes
 from crawl.models import Source
+from crawl.output import output_folder, write_output
 from curation.models import Image
 from curation.runs import Cancelled
 from curation.threads import db_pool
@@ -252,7 +245,7 @@ def expand_seed(tracker, client, spec, *, limit_per_seed, pool, fetcher, filters
         tracker.count("_seeds_same_only")
         log.info("seed %s: only copies of the seed (cards: %s)", name, ", ".join(cards.names))
         return 0
-    folder = _label_dir(output, Path(name).stem, label) if output else None
+    folder = output_folder(output, Path(name).stem, label) if output else None
     stored, processed, page, idle_pages = 0, 0, 1, 0
     while stored < limit_per_seed:
         tracker.check_cancelled()
@@ -273,8 +266,9 @@ def expand_seed(tracker, client, spec, *, limit_per_seed, pool, fetcher, filters
                                           tracker=tracker, dedup=dedup)
                 mark_thumbnail_fallback(source, hit)
                 if folder is not None and source.outcome == Source.Outcome.STORED:
-                    write_output(source, folder, {"seed": name, "label": label, "provider": "baidu_similar",
-                                                  "seed_distance": source.extra.get("seed_distance")})
+                    write_output(source, output, folder, {"seed": name, "label": label, "provider": "baidu_similar",
+                                                          "seed_distance": source.extra.get("seed_distance")},
+                                 keyword=False)
                 return source.outcome
             except Cancelled:
                 raise

@@ -1,4 +1,5 @@
 """The keyword crawl against the loopback Baidu: paging, quirks, fallbacks, anti-bot, resumption."""
+import hashlib
 import json
 import threading
 
@@ -178,8 +179,9 @@ def test_output_folder_gets_files_and_sidecars(fake_baidu, tmp_path):
     files = sorted(folder.glob("*.jpg"))
     assert len(files) == 4
     meta = json.loads(files[0].with_suffix(".json").read_text())
-    assert meta["query"] == "客厅 杂物" and meta["url"].startswith(fake_baidu.url + "/img/")
-    assert meta["sha256"].startswith(files[0].stem)
+    # The original's sidecar keys (tests/crawl/test_original_output.py), SceneImg's beside them.
+    assert meta["query"] == "客厅 杂物" and meta["source"].startswith(fake_baidu.url + "/img/")
+    assert meta["sha1"] == files[0].stem == hashlib.sha1(files[0].read_bytes()).hexdigest()
 
 
 def test_debug_relaxes_size_filter(fake_baidu, settings):
