@@ -48,7 +48,8 @@ class ZipWriter:
     def __init__(self, path, when):
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".part")
-        self.date_time = when.timetuple()[:6]
+        # A zip stores times in two-second steps; say so here rather than leave zipfile to round.
+        self.date_time = (*when.timetuple()[:5], when.second - when.second % 2)
         self.files = []
         self.zf = zipfile.ZipFile(self.partial, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
 
