@@ -104,3 +104,10 @@ class RescoreForm(forms.Form):
         c = self.cleaned_data
         return launch.rescore_params(c["prompts"], label=c["label"], indoor_margin=c["indoor_margin"],
                                      moderate_margin=c["moderate_margin"])
+
+
+class TrainForm(forms.Form):
+    label = forms.CharField(required=False, max_length=200)
+
+    def params(self):
+        return launch.train_params(label=self.cleaned_data["label"])

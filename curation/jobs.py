@@ -4,7 +4,7 @@ Launching them is curation/launch.py's job; nothing here enqueues anything.
 """
 from django.contrib.auth import get_user_model
 
-from curation import embeddings, export, rescore, review, runs, snapshots, vector_index
+from curation import embeddings, export, learned, rescore, review, runs, snapshots, vector_index
 from curation.embed import embed_images
 from curation.models import Run
 from curation.neardup import find_duplicates
@@ -68,3 +68,15 @@ def rescore_job(run_id, prompts=None, device=None, **rule):
     rule.pop("rescore", None)
     return runs.run_job(run_id, lambda t: rescore.rescore(t, rule=DecisionRule(**rule), prompt_version=prompts,
                                                           device=device))
+
+
+def train_job(run_id, model_key=None, last_review=None):
+    """Train a learned-scorer version and apply it. Too few decisions is an outcome, not a failure."""
+    def stage(tracker):
+        try:
+            learned.train(tracker, model_key=model_key, run=tracker.run)
+        except learned.NotEnoughDecisions as exc:
+            tracker.count("not_enough", 1)
+            Run.objects.filter(pk=run_id).update(result=str(exc)[:500])
+
+    return runs.run_job(run_id, stage)

@@ -5,7 +5,7 @@ and returns the Run: a new one on its queue, or the identical one already queued
 """
 from django.conf import settings
 
-from curation import embed, embeddings, gallery, jobs, review, runs, snapshots, vector_index
+from curation import embed, embeddings, gallery, jobs, learned, review, runs, snapshots, vector_index
 from curation.clip import ModelConfigError, load_prompt_set
 from curation.export import DEFAULT_FILTER, DEFAULT_SHARD_SIZE, FORMATS
 from curation.models import Run
@@ -105,6 +105,23 @@ def launch_rescore(params, user=None):
     except (RescoreError, ModelConfigError) as exc:
         raise LaunchError(str(exc)) from None
     return runs.launch(Run.Kind.CLIP, jobs.rescore_job, p, queue=queues.DEFAULT, user=user, label=label[:200])
+
+
+def train_params(*, label=""):
+    return {"model_key": embeddings.current_key(), "last_review": learned.last_review_id(), "label": label}
+
+
+def launch_train(params, user=None):
+    """Queue training a new learned-scorer version on every human decision so far (then applying it)."""
+    p = dict(params)
+    label = p.pop("label", "") or "train the learned scorer"
+    return runs.launch(learned.KIND, jobs.train_job, p, queue=queues.DEFAULT, user=user, label=label[:200])
+
+
+def retrain_if_due(user=None):
+    """What the review path calls after recording decisions: a training run when enough new ones came in
+    (curation.learned.retrain_due), else None."""
+    return launch_train(train_params(label="retrain after new human decisions"), user) if learned.retrain_due() else None
 
 
 def dedup_params(threshold=None, *, label=""):

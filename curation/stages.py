@@ -30,6 +30,7 @@ def register():
     registry.register_stage("dedup", "Near-duplicate grouping", forms.DedupForm, launch.launch_dedup, order=60)
     registry.register_stage("embed", "CLIP embeddings", forms.EmbedForm, launch.launch_embed, order=52)
     registry.register_stage("index", "Vector index", forms.IndexForm, launch.launch_index, order=54)
+    registry.register_stage("train", "Learned scorer", forms.TrainForm, launch.launch_train, order=56)
     registry.register_stage("rescore", "CLIP rescore from embeddings", forms.RescoreForm, launch.launch_rescore,
                             order=51)
     registry.register_stage("export", "Export", forms.ExportLaunchForm, launch.launch_export, order=90)
