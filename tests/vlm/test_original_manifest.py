@@ -113,3 +113,14 @@ def test_an_entry_without_a_file_or_image_id_is_listed_not_fatal(prompts, openai
     errors = json.loads((tmp_path / "m.out.errors.json").read_text())
     assert errors["count"] == 2 and set(errors["errors"]) == {"bare", "row-00002"}
     assert VlmVerdict.objects.count() == 1
+
+
+def test_short_flags_and_the_ollama_url_flag(prompts, ollama_fake, tmp_path, capsys, settings):
+    write_photo(tmp_path / "in" / "kitchen_01.jpg", 106)
+    settings.SCENEIMG_OLLAMA_HOST = "http://127.0.0.1:9"  # nothing listens there: the flag must win
+    out = tmp_path / "r.jsonl"
+    filter_vlm(capsys, "-i", tmp_path / "in", "-o", out, "--backend", "ollama-local", "--model", "llava:latest",
+               "--ollama-url", ollama_fake.base_url)
+    [line] = read_jsonl(out)
+    assert line["id"] == "kitchen_01" and line["backend"] == "ollama-local"  # a file's id is its stem
+    assert len(ollama_fake.requests) == 1

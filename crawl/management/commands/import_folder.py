@@ -14,7 +14,8 @@ class Command(StageCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("path")
-        parser.add_argument("--recursive", action="store_true", help="also import subfolders")
+        parser.add_argument("--recursive", action="store_true",
+                            help="also import subfolders (always, for a folder holding an original index file)")
         parser.add_argument("--dry-run", action="store_true", help="print what would change; change nothing")
         parser.add_argument("--label", default="", help="a name for this import, usable as a gallery filter")
         add_filter_arguments(parser)
