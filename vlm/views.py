@@ -1,8 +1,10 @@
 """Prompt-version comparison and the VLM audit. Thin views: the work is in vlm.compare."""
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.shortcuts import render
 
+from curation import calibration, registry
 from vlm import compare as cmp
 from vlm.filters import tagged
 from vlm.models import PromptVersion, VlmVerdict
@@ -86,7 +88,24 @@ def compare_view(request):
             "chart": cmp.chart(comparison),
         })
         context["same_model"] = (side_a.model, side_a.backend) == (side_b.model, side_b.backend)
+    context["calibrations"] = _calibrations(request, [side_a, side_b])
     return render(request, "vlm/compare.html", context)
+
+
+def _calibrations(request, sides):
+    """The CLIP indoor margin's and each VLM side's min-score precision/recall against people."""
+    clip = calibration.clip_indoor_margin()
+    vlm = []
+    for name, side in zip("AB", sides, strict=True):
+        if side is None:
+            continue
+        rows = side.verdicts().filter(image__human_decision__isnull=False).values_list(
+            "decision", "score", "image__human_decision")
+        result = calibration.vlm_min_score(list(rows))
+        result.name = f"{name}: {side.label} min-score"
+        vlm.append({"result": result, "chart": calibration.polylines(result), "side": side})
+    return {"clip": clip, "clip_chart": calibration.polylines(clip), "vlm": vlm,
+            "can_apply": registry.can_launch(request.user), "prompts": settings.SCENEIMG_CLIP_PROMPTS}
 
 
 AUDIT_FILTERS = ("q", "tag", "pv", "model", "decision", "errors")
