@@ -80,7 +80,7 @@ class RunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Snapshot)
-class SnapshotAdmin(admin.ModelAdmin):
+class SnapshotAdmin(HistoryAdmin):
     """Read-only: a snapshot is never edited or deleted here (its exports must stay reproducible)."""
 
     list_display = ("id", "name", "filter", "image_count", "created_by", "created_at", "complete")
@@ -89,7 +89,6 @@ class SnapshotAdmin(admin.ModelAdmin):
     fields = ("name", "filter", "image_count", "created_by", "created_at", "run", "digest", "complete",
               "provenance_text", "pages")
     readonly_fields = fields
-    show_full_result_count = False
 
     @admin.display(description="provenance")
     def provenance_text(self, obj):
@@ -100,12 +99,3 @@ class SnapshotAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">snapshot page</a> · <a href="{}">provenance sheet</a>',
                            reverse("curation:snapshot_detail", args=[obj.pk]),
                            reverse("curation:snapshot_provenance", args=[obj.pk]))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
