@@ -152,6 +152,10 @@ class Run(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     result = models.CharField(max_length=500, blank=True)  # e.g. the export file
+    # What a person should know that is no error, e.g. a pipeline stage that was skipped and why.
+    notice = models.CharField(max_length=500, blank=True)
+    # The run whose end started this one (a pipeline: crawl or import, then CLIP, then the VLM).
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
