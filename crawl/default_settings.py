@@ -13,6 +13,13 @@ SCENEIMG_FETCH_READ_TIMEOUT = env_float("SCENEIMG_FETCH_READ_TIMEOUT", 20.0)
 SCENEIMG_FETCH_RETRIES = env_int("SCENEIMG_FETCH_RETRIES", 3)
 #: first backoff in seconds; doubles each retry, with jitter
 SCENEIMG_FETCH_BACKOFF = env_float("SCENEIMG_FETCH_BACKOFF", 0.5)
+# Room for the longest Retry-After honoured (a minute) and one more attempt.
+#: seconds one fetch may take in all: connecting, redirects, retries and their waits, and the transfer
+SCENEIMG_FETCH_DEADLINE = env_float("SCENEIMG_FETCH_DEADLINE", 120.0)
+#: least average bytes per second a response body must keep up once it has run SCENEIMG_FETCH_RATE_WINDOW; 0: no minimum
+SCENEIMG_FETCH_MIN_RATE = env_int("SCENEIMG_FETCH_MIN_RATE", 2048)
+#: seconds into a response body before its rate is judged
+SCENEIMG_FETCH_RATE_WINDOW = env_float("SCENEIMG_FETCH_RATE_WINDOW", 10.0)
 #: size cap in bytes, enforced while streaming
 SCENEIMG_FETCH_MAX_BYTES = env_int("SCENEIMG_FETCH_MAX_BYTES", 30 * 1024 * 1024)
 #: requests at once per host
