@@ -43,9 +43,13 @@ class IngestFilterFields(forms.Form):
     min_width = forms.IntegerField(required=False, min_value=1)
     min_height = forms.IntegerField(required=False, min_value=1)
     max_aspect = forms.FloatField(required=False, min_value=1.0)
+    pipeline = forms.BooleanField(required=False, initial=lambda: settings.SCENEIMG_PIPELINE,
+                                  label="Then score and judge",
+                                  help_text="CLIP after this run, then the VLM for what CLIP kept, as child runs")
 
     def filters(self):
-        return {k: self.cleaned_data[k] for k in FILTER_KEYS}
+        """The ingest filters and the pipeline option, as the run's parameters take them."""
+        return {**{k: self.cleaned_data[k] for k in FILTER_KEYS}, "pipeline": self.cleaned_data["pipeline"]}
 
 
 class CrawlFields(IngestFilterFields):

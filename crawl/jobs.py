@@ -10,6 +10,7 @@ from curation import runs
 
 def _split(params):
     p = dict(params)
+    p.pop("pipeline", None)  # what follows the run, not how it runs
     filters = {k: p.pop(k) for k in FILTER_KEYS if k in p}
     return p, Filters.from_params(filters, debug=p.get("debug", False))
 

@@ -3,6 +3,9 @@
 The `*_params` builders give the Run's parameters from flags or form fields alike, so the same work
 launched either way has the same work key and is never enqueued twice.
 """
+import argparse
+
+from django.conf import settings
 from django.utils import timezone
 
 from crawl import jobs
@@ -17,15 +20,30 @@ def timestamp_label():
     return timezone.localtime().strftime("%Y%m%d-%H%M%S")
 
 
-def _given_filters(filters):
-    return {k: v for k, v in filters.items() if k in FILTER_KEYS and v is not None}
+def _extras(options):
+    """The ingest filters that were given, and the pipeline option when it is on (so a plain run's work
+    key stays what it was)."""
+    extras = {k: v for k, v in options.items() if k in FILTER_KEYS and v is not None}
+    if options.get("pipeline"):
+        extras["pipeline"] = True
+    return extras
+
+
+def add_pipeline_argument(parser):
+    parser.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=None,
+                        help="then CLIP, then the VLM for what CLIP kept, each as a child run on the workers "
+                             "(default SCENEIMG_PIPELINE)")
+
+
+def pipeline_option(opts):
+    return settings.SCENEIMG_PIPELINE if opts.get("pipeline") is None else opts["pipeline"]
 
 
 def crawl_params(queries, *, limit_per_query=200, per_host=None, batch_size=20, debug=False, output=None,
-                 label="", **filters):
+                 label="", **options):
     return {"queries": list(queries), "limit_per_query": limit_per_query, "per_host": per_host,
             "batch_size": batch_size, "debug": debug, "output": output, "label": label,
-            **_given_filters(filters)}
+            **_extras(options)}
 
 
 def launch_crawl(params, user=None):
@@ -37,11 +55,11 @@ def launch_crawl(params, user=None):
 
 def similar_params(seeds, *, limit_per_seed=150, per_host=None, batch_size=16, max_concurrent=3,
                    dhash_threshold=18, dhash_min_distance=4, use_dhash=True, dedup=True, debug=False, output=None,
-                   label="", **filters):
+                   label="", **options):
     return {"seeds": list(seeds), "limit_per_seed": limit_per_seed, "per_host": per_host,
             "batch_size": batch_size, "max_concurrent": max_concurrent, "dhash_threshold": dhash_threshold,
             "dhash_min_distance": dhash_min_distance, "use_dhash": use_dhash, "dedup": dedup, "debug": debug,
-            "output": output, "label": label, **_given_filters(filters)}
+            "output": output, "label": label, **_extras(options)}
 
 
 def launch_similar(params, user=None):
@@ -51,8 +69,8 @@ def launch_similar(params, user=None):
                        label=params["label"], user=user)
 
 
-def import_folder_params(path, *, recursive=False, label="", **filters):
-    return {"path": str(path), "recursive": recursive, "label": label, **_given_filters(filters)}
+def import_folder_params(path, *, recursive=False, label="", **options):
+    return {"path": str(path), "recursive": recursive, "label": label, **_extras(options)}
 
 
 def launch_import_folder(params, user=None):
@@ -60,8 +78,8 @@ def launch_import_folder(params, user=None):
                        label=params["label"] or f"folder {params['path']}"[:200])
 
 
-def import_urls_params(file, *, label="", workers=8, **filters):
-    return {"file": str(file), "label": label, "workers": workers, **_given_filters(filters)}
+def import_urls_params(file, *, label="", workers=8, **options):
+    return {"file": str(file), "label": label, "workers": workers, **_extras(options)}
 
 
 def launch_import_urls(params, user=None):

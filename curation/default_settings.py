@@ -2,7 +2,7 @@
 
 Each `#:` comment is the setting's meaning in docs/configuration.md (scripts/config_docs.py reads it).
 """
-from sceneimg_site.env import env_float, env_int, env_str
+from sceneimg_site.env import env_bool, env_float, env_int, env_str
 
 #: open_clip architecture
 SCENEIMG_CLIP_MODEL = env_str("SCENEIMG_CLIP_MODEL", "ViT-B-32")
@@ -37,6 +37,12 @@ SCENEIMG_CLIP_JOB_SIZE = env_int("SCENEIMG_CLIP_JOB_SIZE", 2048)
 SCENEIMG_TORCH_THREADS = env_int("SCENEIMG_TORCH_THREADS", 0)
 #: above this many matching images, "keep/reject all matching" becomes a background run
 SCENEIMG_REVIEW_SYNC_LIMIT = env_int("SCENEIMG_REVIEW_SYNC_LIMIT", 500)
+
+# --- The pipeline: stages that start each other (docs/runs-and-export.md) ---
+#: crawls and imports run as a pipeline unless told otherwise: CLIP after them, then the VLM for what CLIP kept
+SCENEIMG_PIPELINE = env_bool("SCENEIMG_PIPELINE", False)
+#: the CLIP indoor margin a pipeline's CLIP stage keeps at (indoor - outdoor >= this)
+SCENEIMG_PIPELINE_INDOOR_MARGIN = env_float("SCENEIMG_PIPELINE_INDOOR_MARGIN", 0.02)
 
 # --- Embeddings, search and the learned scorer (docs/learning.md) ---
 #: where the vector index and its embedding segments live; empty means `<SCENEIMG_VAR_DIR>/vectors`

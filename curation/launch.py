@@ -17,9 +17,12 @@ from sceneimg_site import queues
 RULE_KEYS = ("indoor_margin", "moderate_margin", "object_count_min", "object_count_max", "detector_threshold")
 
 
-def clip_params(input_spec="all", *, limit=None, device=None, batch_size=None, label="", **rule):
-    return {"input": str(input_spec), "limit": limit, "device": device, "batch_size": batch_size,
-            "label": label, **DecisionRule(**rule).as_params()}
+def clip_params(input_spec="all", *, limit=None, device=None, batch_size=None, label="", pipeline=False, **rule):
+    params = {"input": str(input_spec), "limit": limit, "device": device, "batch_size": batch_size,
+              "label": label, **DecisionRule(**rule).as_params()}
+    if pipeline:
+        params["pipeline"] = True  # only then, so the work key of a plain run stays what it was
+    return params
 
 
 def clip_batches(image_ids, rule, *, device=None, batch_size=None, job_size=None):
@@ -31,7 +34,7 @@ def clip_batches(image_ids, rule, *, device=None, batch_size=None, job_size=None
             for chunk in (ids[i:i + job_size] for i in range(0, len(ids), job_size))]
 
 
-def launch_clip(params, user=None, *, image_ids=None):
+def launch_clip(params, user=None, *, image_ids=None, parent=None):
     """Queue a CLIP run over the selected images, split into batches any score worker can take."""
     p = dict(params)
     label = p.pop("label", "")
@@ -44,7 +47,8 @@ def launch_clip(params, user=None, *, image_ids=None):
     if not image_ids:
         raise LaunchError(f"Nothing to score for input {p['input']!r}: every image is already scored this way.")
     run = runs.launch(Run.Kind.CLIP, jobs.clip_batch_job, p, queue=queues.SCORE, user=user, label=label,
-                      batches=clip_batches(image_ids, rule, device=p.get("device"), batch_size=p.get("batch_size")))
+                      batches=clip_batches(image_ids, rule, device=p.get("device"), batch_size=p.get("batch_size")),
+                      parent=parent)
     if run.total is None:
         Run.objects.filter(pk=run.pk, total__isnull=True).update(total=len(image_ids))
     return run

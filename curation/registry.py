@@ -63,6 +63,7 @@ _filter_panels: list[Panel] = []
 _detail_panels: list[Panel] = []
 _export_fields: list[ExportFields] = []
 _run_images: list[Callable] = []
+_followups: dict[str, list[Callable]] = {}
 _provenance: list["Provenance"] = []
 _diff_reasons: list["DiffReason"] = []
 
@@ -118,6 +119,18 @@ def register_export_fields(fields, *, prefetch=(), csv=None, csv_columns=(), ord
 
 def export_fields():
     return list(_export_fields)
+
+
+def register_followup(kinds, follow):
+    """follow(run) -> Run: what to launch when a run of one of `kinds` launched with the pipeline
+    option ends; raises LaunchError when it cannot start (said on the run as a notice)."""
+    for kind in kinds:
+        if follow not in _followups.setdefault(kind, []):
+            _followups[kind].append(follow)
+
+
+def followups(kind):
+    return list(_followups.get(kind, []))
 
 
 def register_run_images(images_of_runs):

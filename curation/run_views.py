@@ -60,6 +60,21 @@ def row_context(request, run):
 
 # --- Views ----------------------------------------------------------------------------------------
 
+def _add_children(request, rows):
+    """Each row's descendants, depth first under it (a pipeline is at most a few levels deep)."""
+    level = rows
+    while level:
+        by_parent = {row["run"].pk: row for row in level}
+        for row in level:
+            row["children"] = []
+        children = Run.objects.filter(parent__in=list(by_parent)).select_related("created_by").order_by("id")
+        level = []
+        for child in children:
+            row = row_context(request, child)
+            by_parent[child.parent_id]["children"].append(row)
+            level.append(row)
+
+
 @login_required
 def run_list(request):
     runs.reap_stale_runs()
@@ -69,12 +84,17 @@ def run_list(request):
         qs = qs.filter(kind=kind)
     if status in Run.Status.values:
         qs = qs.filter(status=status)
+    tree = not (kind or status)
+    if tree:  # a pipeline's later stages are listed under the run that started them
+        qs = qs.filter(parent__isnull=True)
     before = request.GET.get("before", "")
     if before.isascii() and before.isdigit():
         qs = qs.filter(id__lt=int(before))
     page = list(qs[: RUNS_PAGE + 1])
     older = page[RUNS_PAGE - 1].pk if len(page) > RUNS_PAGE else None
     rows = [row_context(request, run) for run in page[:RUNS_PAGE]]
+    if tree:
+        _add_children(request, rows)
     older_params = request.GET.copy()
     if older:
         older_params["before"] = older

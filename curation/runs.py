@@ -23,6 +23,7 @@ from rq import Callback
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from curation import pipeline
 from curation.models import Run
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,10 @@ def work_key_for(kind, params):
     return hashlib.sha1(blob.encode()).hexdigest()
 
 
-def create_run(kind, params=None, *, label="", user=None, total=None):
+def create_run(kind, params=None, *, label="", user=None, total=None, parent=None):
     params = params or {}
     return Run.objects.create(
-        kind=kind, params=params, label=label, created_by=user, total=total,
+        kind=kind, params=params, label=label, created_by=user, total=total, parent=parent,
         work_key=work_key_for(kind, params),
     )
 
@@ -149,7 +150,7 @@ def active_duplicate(kind, params):
     return None
 
 
-def launch(kind, job_func, params, *, queue, label="", user=None, batches=None):
+def launch(kind, job_func, params, *, queue, label="", user=None, batches=None, parent=None):
     """Create a Run and enqueue its jobs. The same work already queued or running is not enqueued again:
     that run is returned instead (unless its jobs were lost: then it fails and the work is launched anew).
 
@@ -158,7 +159,7 @@ def launch(kind, job_func, params, *, queue, label="", user=None, batches=None):
     existing = active_duplicate(kind, params)
     if existing is not None:
         return existing
-    run = create_run(kind, params, label=label, user=user)
+    run = create_run(kind, params, label=label, user=user, parent=parent)
     enqueue_batches(run, job_func, batches if batches is not None else [("all", params)], queue=queue)
     return run
 
@@ -278,6 +279,8 @@ def finish_job(run_id):
             run.status = Run.Status.DONE
             run.finished_at = timezone.now()
             fields += ["status", "finished_at"]
+            if run.params.get("pipeline"):
+                transaction.on_commit(lambda: pipeline.start_next(run_id))
         run.save(update_fields=fields)
 
 
@@ -292,8 +295,10 @@ def run_in_foreground(kind, stage, params, *, label="", progress=None, user=None
 
 
 def cancel(run):
-    """Cancel a run: queued jobs are dropped, running ones stop at their next check (and then set the
-    run's finished_at; a run that never started is finished now)."""
+    """Cancel a run and the runs it started: queued jobs are dropped, running ones stop at their next
+    check (and then set the run's finished_at; a run that never started is finished now)."""
+    for child in run.children.filter(status__in=Run.ACTIVE):
+        cancel(child)
     updated = Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
         status=Run.Status.CANCELLED, finished_at=timezone.now()
     ) or Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(status=Run.Status.CANCELLED)

@@ -2,7 +2,7 @@
 from django.conf import settings
 
 from curation import forms, launch, registry, search
-from curation.models import ContentDuplicate, Embedding
+from curation.models import ContentDuplicate, Embedding, Run
 
 
 def _scores(image):
@@ -25,7 +25,15 @@ def _content_duplicates(image):
     }
 
 
+def _clip_after(run):
+    """A pipeline's CLIP stage over the images its crawl or import brought in."""
+    params = launch.clip_params(str(run.pk), pipeline=True, indoor_margin=settings.SCENEIMG_PIPELINE_INDOOR_MARGIN,
+                                label=f"pipeline of run #{run.pk}")
+    return launch.launch_clip(params, run.created_by, parent=run)
+
+
 def register():
+    registry.register_followup([Run.Kind.CRAWL, Run.Kind.SIMILAR, Run.Kind.IMPORT], _clip_after)
     registry.register_stage("clip", "CLIP filter", forms.ClipForm, launch.launch_clip, order=50)
     registry.register_stage("dedup", "Near-duplicate grouping", forms.DedupForm, launch.launch_dedup, order=60)
     registry.register_stage("embed", "CLIP embeddings", forms.EmbedForm, launch.launch_embed, order=52)

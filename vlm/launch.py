@@ -75,7 +75,7 @@ def plan_vlm(options):
     return Plan(version, active, created, selection, stage, params, outputs)
 
 
-def launch_vlm(options, user=None, *, plan=None):
+def launch_vlm(options, user=None, *, plan=None, parent=None):
     """Queue the judging of a selection in batches (or return the identical run already active)."""
     plan = plan or plan_vlm(options)
     if not plan.selection.ids:
@@ -92,7 +92,7 @@ def launch_vlm(options, user=None, *, plan=None):
     batches = [(f"b{n}", {**plan.stage, "image_ids": ids[i:i + size], "outputs": outputs, "batch_key": f"b{n}"})
                for n, i in enumerate(range(0, len(ids), size))]
     run = runs.launch(Run.Kind.VLM, jobs.filter_vlm_job, plan.params, queue=queues.VLM, user=user,
-                      label=plan.label, batches=batches)
+                      label=plan.label, batches=batches, parent=parent)
     if plan.selection.errors:
         runs.add_counters(run.pk, {"input_errors": len(plan.selection.errors)})
     return run

@@ -2,6 +2,8 @@
 from django.db.models import Prefetch
 
 from curation import registry
+from curation.models import Run
+from curation.registry import LaunchError
 from vlm import filters, forms, launch
 from vlm.models import PromptVersion, VlmVerdict
 
@@ -58,7 +60,18 @@ def _verdicts_written_between(image_ids, since, until):
                .values_list("image_id", flat=True))
 
 
+def _vlm_after(clip_run):
+    """A pipeline's VLM stage: the images its CLIP stage kept, with the backend, model, prompt and
+    min-score from settings. Without an API key it cannot start, which the CLIP run says."""
+    options = launch.vlm_options(run=clip_run.pk, passed_clip=True)
+    try:
+        return launch.launch_vlm(options, clip_run.created_by, parent=clip_run)
+    except LaunchError as exc:
+        raise LaunchError(f"VLM judge skipped: {exc}") from None
+
+
 def register():
+    registry.register_followup([Run.Kind.CLIP], _vlm_after)
     registry.register_stage("vlm", "VLM judge", forms.VlmForm, launch.launch_vlm, order=70)
     registry.register_filter(filters.FIELDS, filters.judged, order=20)
     registry.register_filter_panel("vlm/_filters_verdict.html", filters.panel_choices, order=20)

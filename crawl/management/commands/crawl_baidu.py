@@ -30,6 +30,7 @@ class Command(StageCommand):
         parser.add_argument("--label", default="", help="a name for this crawl (default: the timestamp with "
                                                         "--timestamp-subdir)")
         add_filter_arguments(parser)
+        launch.add_pipeline_argument(parser)
         self.add_enqueue_argument(parser)
 
     def handle(self, *args, **opts):
@@ -49,7 +50,7 @@ class Command(StageCommand):
         params = launch.crawl_params(
             qs, limit_per_query=opts["limit_per_query"], per_host=opts["per_host"], batch_size=opts["batch_size"],
             debug=opts["debug"], output=output, label=label,
-            **filter_params(opts))
+            **filter_params(opts), pipeline=launch.pipeline_option(opts))
         if opts["enqueue"]:
             run = launch.launch_crawl(params)
             self.stdout.write(f"enqueued crawl run #{run.pk} on queue 'crawl' ({run.status}): {len(qs)} queries")

@@ -19,6 +19,7 @@ class Command(StageCommand):
         parser.add_argument("--dry-run", action="store_true", help="print what would change; change nothing")
         parser.add_argument("--label", default="", help="a name for this import, usable as a gallery filter")
         add_filter_arguments(parser)
+        launch.add_pipeline_argument(parser)
         self.add_enqueue_argument(parser)
 
     def handle(self, *args, **opts):
@@ -26,7 +27,7 @@ class Command(StageCommand):
         if not Path(path).is_dir():
             raise CommandError(f"{opts['path']} is not a folder")
         params = launch.import_folder_params(path, recursive=opts["recursive"], label=opts["label"],
-                                             **filter_params(opts))
+                                             **filter_params(opts), pipeline=launch.pipeline_option(opts))
         self.run_stage(Run.Kind.IMPORT, jobs.import_folder_stage(params, dry_run=opts["dry_run"]), params,
                        launch=launch.launch_import_folder, label=opts["label"], enqueue=opts["enqueue"],
                        dry_run=opts["dry_run"])

@@ -17,6 +17,7 @@ class Command(StageCommand):
         parser.add_argument("--label", default="", help="a name for this import, usable as a gallery filter")
         parser.add_argument("--workers", type=int, default=8, help="downloads at once (default 8)")
         add_filter_arguments(parser)
+        launch.add_pipeline_argument(parser)
         self.add_enqueue_argument(parser)
 
     def handle(self, *args, **opts):
@@ -25,7 +26,8 @@ class Command(StageCommand):
             entries = importers.parse_url_list(importers.read_url_file(file))
         except importers.ImportSourceError as exc:
             raise CommandError(str(exc)) from None
-        params = launch.import_urls_params(file, label=opts["label"], workers=opts["workers"], **filter_params(opts))
+        params = launch.import_urls_params(file, label=opts["label"], workers=opts["workers"], **filter_params(opts),
+                                           pipeline=launch.pipeline_option(opts))
         self.run_stage(Run.Kind.IMPORT, jobs.import_urls_stage(params, entries=entries, dry_run=opts["dry_run"]),
                        params, launch=launch.launch_import_urls, label=opts["label"], enqueue=opts["enqueue"],
                        dry_run=opts["dry_run"])

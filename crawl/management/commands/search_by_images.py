@@ -38,6 +38,7 @@ class Command(StageCommand):
         parser.add_argument("--debug", action="store_true", help="verbose, and relaxed size/aspect filters")
         parser.add_argument("--label", default="", help="a name for this expansion")
         add_filter_arguments(parser)
+        launch.add_pipeline_argument(parser)
         self.add_enqueue_argument(parser)
 
     def handle(self, *args, **opts):
@@ -76,7 +77,7 @@ class Command(StageCommand):
             max_concurrent=opts["max_concurrent"], dhash_threshold=opts["dhash_threshold"],
             dhash_min_distance=opts["dhash_min_distance"], use_dhash=not opts["no_phash"],
             dedup=not opts["no_dedup"], debug=opts["debug"], output=output, label=label,
-            **filter_params(opts))
+            **filter_params(opts), pipeline=launch.pipeline_option(opts))
         if opts["enqueue"]:
             run = launch.launch_similar(params)
             self.stdout.write(f"enqueued similar run #{run.pk} on queue 'crawl' ({run.status}): {len(seeds)} seeds")
