@@ -46,7 +46,17 @@ def progress(run):
 
 
 def counter_items(run):
-    return [(k, v) for k, v in sorted((run.counters or {}).items()) if not k.startswith("_")]
+    """(name in words, number rounded for people) of each counter; keys starting with _ are internal."""
+    return [(name.removesuffix("_usd").replace("_", " "), counter_text(name, value))
+            for name, value in sorted((run.counters or {}).items()) if not name.startswith("_")]
+
+
+def counter_text(name, value):
+    if name.endswith("_usd"):
+        return f"${value:,.4f}"
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def can_cancel(user, run):

@@ -215,7 +215,23 @@ def test_htmx_filter_swaps_results_block(client_in, scene):
 def test_htmx_filter_change_keeps_the_filter_chips(client_in, scene):
     response = client_in.get("/?final=keep&tag=kitchen", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="results")
     html = response.content.decode()
-    assert '<span class="chip">final: keep</span>' in html and '<span class="chip">tag: kitchen</span>' in html
+    assert '<a class="chip" href="/?tag=kitchen"' in html and ">final: keep <span" in html
+    assert '<a class="chip" href="/?final=keep"' in html and ">tag: kitchen <span" in html
+
+
+@pytest.mark.parametrize("query,label,without", [
+    ("human=none&final=keep", "human: undecided", "final=keep"),
+    ("dups=1", "has near-duplicates", ""),
+    ("disagree=0", "human and auto agree", ""),
+    ("indoor_min=0.1&sort=old", "indoor margin ≥ 0.1", "sort=old"),
+    ("verdict=2:keep&verdict=3:reject", "prompt version #2 says keep", "verdict=3%3Areject"),
+    ("tag=a&tag=b", "tag: a", "tag=b"),
+])
+def test_each_chip_says_its_filter_in_words_and_removes_only_itself(client_in, scene, query, label, without):
+    html = client_in.get(f"/?{query}&after=5").content.decode()
+    href = "/" + (f"?{without}" if without else "")
+    assert f'<a class="chip" href="{href}" title="Remove this filter' in html.replace("&amp;", "&")
+    assert f">{label} <span" in html
 
 
 def test_filter_form_keeps_an_old_run_and_every_tag(client_in, scene):
