@@ -1,5 +1,6 @@
 """Everything crawl adds to curation's pages and runs, registered from CrawlConfig.ready()."""
 from crawl import filters, forms, launch
+from crawl.models import Source
 from curation import registry
 
 
@@ -33,6 +34,11 @@ def _provenance(row):
             "providers": joined(s["provider"] for s in sources)}
 
 
+def _failures(run):
+    failed = Source.objects.filter(run=run, outcome__in=[Source.Outcome.ERROR, Source.Outcome.INVALID])
+    return {"failures": list(failed.order_by("-id").only("url", "path", "outcome", "reason", "query")[:200])}
+
+
 def register():
     registry.register_stage("crawl", "Baidu keyword crawl", forms.KeywordCrawlForm, launch.launch_crawl, order=10)
     registry.register_stage("similar", "Baidu reverse-image expansion", forms.SimilarForm, launch.launch_similar,
@@ -43,6 +49,7 @@ def register():
     registry.register_filter(filters.FIELDS, filters.sighted, order=10)
     registry.register_filter_panel("crawl/_filters_source.html", filters.panel_choices, order=10)
     registry.register_detail_panel("crawl/_detail_sources.html", _sources, order=10)
+    registry.register_run_panel("crawl/_run_failures.html", _failures, order=10)
     registry.register_export_fields(_export_sources, prefetch=("sources",), csv=_csv_sources,
                                     csv_columns=("source_urls", "queries"), order=20)
     registry.register_run_images(filters.images_of_runs)

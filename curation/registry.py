@@ -61,6 +61,7 @@ _stages: dict[str, Stage] = {}
 _filters: list[GalleryFilter] = []
 _filter_panels: list[Panel] = []
 _detail_panels: list[Panel] = []
+_run_panels: list[Panel] = []
 _export_fields: list[ExportFields] = []
 _run_images: list[Callable] = []
 _followups: dict[str, list[Callable]] = {}
@@ -110,6 +111,15 @@ def register_detail_panel(template, context, *, order=100):
 
 def detail_panels():
     return list(_detail_panels)
+
+
+def register_run_panel(template, context, *, order=100):
+    """context(run) -> dict for the panel's template on the run's page (e.g. the items that failed)."""
+    _replace(_run_panels, Panel(template, context, order), lambda p: p.template == template)
+
+
+def run_panels():
+    return list(_run_panels)
 
 
 def register_export_fields(fields, *, prefetch=(), csv=None, csv_columns=(), order=100):

@@ -87,6 +87,11 @@ def _add_children(request, rows):
 
 @login_required
 def run_list(request):
+    return render(request, "curation/runs.html", _run_list_context(request))
+
+
+def _run_list_context(request, bound=None):
+    """The runs page; `bound` is a launch form refused just now, shown again with its values and errors."""
     runs.reap_stale_runs()
     qs = Run.objects.select_related("created_by").order_by("-id")
     kind, status = request.GET.get("kind", ""), request.GET.get("status", "")
@@ -109,17 +114,23 @@ def run_list(request):
     if older:
         older_params["before"] = older
     stages = registry.stages() if registry.can_launch(request.user) else []
-    return render(request, "curation/runs.html", {
+    return {
         "rows": rows, "older_url": f"?{older_params.urlencode()}" if older else None,
         "kinds": Run.Kind.values, "statuses": Run.Status.values, "kind": kind, "status": status,
-        "launchers": [(stage, stage.form(prefix=stage.key)) for stage in stages],
-    })
+        "launchers": [(stage, bound if bound is not None and bound.prefix == stage.key else stage.form(prefix=stage.key))
+                      for stage in stages],
+        "refused": bound.prefix if bound is not None else None,
+    }
 
 
 @login_required
 def run_detail(request, run_id):
     run = get_object_or_404(Run.objects.select_related("created_by"), pk=run_id)
-    return render(request, "curation/runs_detail.html", row_context(request, run))
+    context = {**row_context(request, run), "children": list(run.children.order_by("id")), "run_panels": []}
+    for panel in registry.run_panels():
+        context.update(panel.context(run))
+        context["run_panels"].append(panel.template)
+    return render(request, "curation/runs_detail.html", context)
 
 
 @login_required
@@ -173,11 +184,12 @@ def run_launch(request, key):
     if not form.is_valid():
         messages.error(request, f"{stage.title}: " + "; ".join(
             f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()))
-        return redirect(reverse("curation:run_list"))
+        return render(request, "curation/runs.html", _run_list_context(request, form), status=400)
     try:
         run = stage.launch(form.params(), request.user)
     except registry.LaunchError as exc:
         messages.error(request, f"{stage.title}: {exc}")
-        return redirect(reverse("curation:run_list"))
+        form.add_error(None, str(exc))
+        return render(request, "curation/runs.html", _run_list_context(request, form), status=400)
     messages.success(request, f"{stage.title}: run #{run.pk} {run.status}.")
     return redirect(reverse("curation:run_list") + f"#run-{run.pk}")
