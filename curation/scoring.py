@@ -22,8 +22,9 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from curation import decisions, embeddings, registry
-from curation.clip import get_clip_scorer, resolve_device
+from curation.clip import clip_key, get_clip_scorer, load_prompt_set, resolve_clip_spec, resolve_device
 from curation.decode import decode_batch_cpu, decode_batch_tensor, read_stored
+from curation.detector import detector_key, get_object_counter, resolve_detector_spec
 from curation.models import AutoStage, Decision, FilterScore, Image, Run
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,17 @@ class DecisionRule:
     def needs_detector(self):
         return self.object_count_min is not None or self.object_count_max is not None
 
-    def decide(self, indoor_margin, moderate_margin, object_count=None):
-        """(passed, reason) for one image's margins and count."""
+    def margin_failures(self, indoor_margin, moderate_margin):
         failures = []
         if indoor_margin < self.indoor_margin:
             failures.append(f"indoor margin {indoor_margin:.4f} < {self.indoor_margin:g}")
         if self.moderate_margin is not None and (moderate_margin is None or moderate_margin < self.moderate_margin):
             failures.append(f"moderate margin {_fmt(moderate_margin)} < {self.moderate_margin:g}")
+        return failures
+
+    def decide(self, indoor_margin, moderate_margin, object_count=None):
+        """(passed, reason) for one image's margins and count."""
+        failures = self.margin_failures(indoor_margin, moderate_margin)
         if self.needs_detector:
             if object_count is None:
                 failures.append("no object count")
@@ -91,12 +96,8 @@ def scorer_key(scorer, counter=None, threshold=DETECTOR_DEFAULT_THRESHOLD):
 
 def key_for_settings(rule):
     """The scorer key the current settings would write, without building a model (to select inputs)."""
-    from curation.clip import clip_key, load_prompt_set, resolve_clip_spec
-
     key = clip_key(resolve_clip_spec(), load_prompt_set().version)
     if rule.needs_detector:
-        from curation.detector import detector_key, resolve_detector_spec
-
         key += "|" + detector_key(resolve_detector_spec(), rule.detector_threshold)
     return key[:200]
 
@@ -129,8 +130,6 @@ def score_images(tracker, image_ids, *, rule=None, device=None, batch_size=None,
     scorer = get_clip_scorer(device)
     counter = None
     if rule.needs_detector:
-        from curation.detector import get_object_counter
-
         counter = get_object_counter(device)
     key = scorer_key(scorer, counter, rule.detector_threshold)
     uncalibrated = scorer.uncalibrated or (counter is not None and counter.uncalibrated)
@@ -141,7 +140,7 @@ def score_images(tracker, image_ids, *, rule=None, device=None, batch_size=None,
     run_id = tracker.run.pk if tracker.run is not None else None
 
     writer = _Writer(key, scorer, rule, uncalibrated, run_id, counter is not None, log_csv, output_dir, tracker)
-    pipeline = _Pipeline(scorer, counter, rule.detector_threshold, device)
+    pipeline = _Pipeline(scorer, counter, rule, device)
     # A stored embedding stands in for the image, unless the detector must look at the pixels anyway.
     reuse_embeddings = counter is None
 
@@ -164,8 +163,9 @@ class _Pipeline:
     writes the one before, so neither the model nor the database waits on the other.
     """
 
-    def __init__(self, scorer, counter, detector_threshold, device):
-        self.scorer, self.counter, self.detector_threshold, self.device = scorer, counter, detector_threshold, device
+    def __init__(self, scorer, counter, rule, device):
+        self.scorer, self.counter, self.rule, self.device = scorer, counter, rule, device
+        self.detector_threshold = rule.detector_threshold
         self.on_gpu = device.startswith("cuda")
         self.detector_size = counter.spec.min_size if counter is not None else None
         self.prefetch = 3 if self.on_gpu else 2
@@ -200,8 +200,19 @@ class _Pipeline:
         if batch is None:
             return ids_ok, None, None, failures
         embedded = self.scorer.encode_images(batch)
-        counts = self.counter.count(dets, self.detector_threshold) if self.counter is not None else None
+        counts = self.count_passed(embedded, dets) if self.counter is not None else None
         return ids_ok, embedded, counts, failures
+
+    def count_passed(self, embedded, dets):
+        """Object counts for the images whose CLIP margins pass (None for the rest): as in the original,
+        the detector, about 15 times slower than CLIP, looks only at what CLIP kept."""
+        sims = self.scorer.scores_from_embeddings(embedded)
+        labels = self.scorer.prompts.label_names
+        passing = [n for n in range(len(dets)) if not self.rule.margin_failures(
+            *margins({label: float(sims[n, j]) for j, label in enumerate(labels)}))]
+        counted = dict(zip(passing, self.counter.count([dets[n] for n in passing], self.detector_threshold),
+                           strict=True)) if passing else {}
+        return [counted.get(n) for n in range(len(dets))]
 
     def run(self, chunks, prepare, writer, tracker):
         """`prepare(chunk)` -> _Batch says which images need the model; `writer` gets the rest."""

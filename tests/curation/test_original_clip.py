@@ -106,8 +106,6 @@ def test_limit_counts_kept_images_not_scored_ones(tmp_path):
     assert set(FilterScore.objects.values_list("image_id", flat=True)) == {images[0].pk, images[1].pk}
 
 
-@pytest.mark.xfail(strict=True, reason="the detector runs on every image of a batch: needs the change in "
-                                       "curation/scoring.py reported to the lead")
 @pytest.mark.django_db
 def test_the_detector_counts_only_images_that_passed_clip(settings):
     from curation import runs
