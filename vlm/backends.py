@@ -40,8 +40,12 @@ VERDICT_SCHEMA = {
         "score": {"type": "number", "description": "Confidence from 0 to 1 that the image is a good example."},
         "reason": {"type": "string", "description": "At most 160 characters."},
         "tags": {"type": "array", "items": {"type": "string"}},
+        # The original asks for the room and the objects separately; both are kept and exported apart.
+        "room_tags": {"type": "array", "items": {"type": "string"}, "description": "The room type(s)."},
+        "object_tags": {"type": "array", "items": {"type": "string"},
+                        "description": "Objects a robot could manipulate."},
     },
-    "required": ["decision", "score", "reason", "tags"],
+    "required": ["decision", "score", "reason", "tags", "room_tags", "object_tags"],
     "additionalProperties": False,
 }
 

@@ -6,6 +6,7 @@ from curation.models import Run
 from curation.registry import LaunchError
 from vlm import filters, forms, launch
 from vlm.models import PromptVersion, VlmVerdict
+from vlm.normalise import split_tags
 
 
 def _verdicts(image):
@@ -13,12 +14,14 @@ def _verdicts(image):
 
 
 def _export_verdicts(image):
-    return {"verdicts": [
-        {"prompt_version": v.prompt_version.name, "prompt_hash": v.prompt_version.content_hash,
-         "backend": v.backend, "model": v.model, "decision": v.decision, "score": v.score,
-         "reason": v.reason, "tags": v.tags, "error": v.error}
-        for v in image.verdicts.all()
-    ]}
+    return {"verdicts": [_export_verdict(v) for v in image.verdicts.all()]}
+
+
+def _export_verdict(v):
+    plain, rooms, objects = split_tags(v.tags)
+    return {"prompt_version": v.prompt_version.name, "prompt_hash": v.prompt_version.content_hash,
+            "backend": v.backend, "model": v.model, "decision": v.decision, "score": v.score,
+            "reason": v.reason, "tags": plain, "room_tags": rooms, "object_tags": objects, "error": v.error}
 
 
 def _csv_verdicts(row):

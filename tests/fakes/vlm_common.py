@@ -67,6 +67,8 @@ def reply_text(mode, image_bytes):
     elif mode == "nul":
         verdict["reason"] = "Lived-in\x00 kitchen\x00"
         verdict["tags"] = ["kitch\x00en", "\x00", "mug"]
+    elif mode == "room_object_tags":  # the original's separate lists, as the strict schema now asks
+        verdict["room_tags"], verdict["object_tags"] = ["Kitchen"], ["mug", "Cable"]
     elif mode == "nul_garbage":
         return "I cannot\x00 judge\x00 this"
     text = json.dumps(verdict)

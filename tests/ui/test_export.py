@@ -34,7 +34,7 @@ def images(settings, tmp_path):
     reject, _ = image_and_bytes(3, "reject")
     pv = PromptVersion.objects.create(name="v1", system_text="s", user_template="u", content_hash="a" * 64)
     VlmVerdict.objects.create(image=keep1, prompt_version=pv, backend="openai", model="gpt-4.1", decision="keep",
-                              score=0.9, reason="cluttered kitchen", tags=["kitchen"])
+                              score=0.9, reason="cluttered kitchen", tags=["kitchen", "room:kitchen", "object:mug"])
     FilterScore.objects.create(image=keep1, scorer_key="clip:ViT-B-32:none:v1", scores={"indoor": 0.3},
                                indoor_margin=0.05, passed=True, uncalibrated=True)
     # A hostile URL and title: neither may reach a name inside the archive; the title is a formula.
@@ -66,6 +66,8 @@ def test_zip_holds_stored_images_metadata_and_csv(images, tmp_path):
     assert first["file_name"] == f"images/{keep1.pk:08d}.jpg"
     assert first["final_decision"] == "keep" and first["sha256"] == keep1.sha256
     assert first["verdicts"][0]["reason"] == "cluttered kitchen" and first["verdicts"][0]["prompt_version"] == "v1"
+    # The original's room and object tags are exported apart, as it asked for them.
+    assert [first["verdicts"][0][k] for k in ("tags", "room_tags", "object_tags")] == [["kitchen"], ["kitchen"], ["mug"]]
     assert first["filter_scores"][0]["uncalibrated"] is True
     assert first["sources"][0]["url"] == "http://x.test/../../etc/passwd.jpg"
     assert first["sources"][0]["query"] == "厨房"

@@ -12,7 +12,7 @@ from tests.vlm.conftest import OLLAMA_KEY, OPENAI_KEY
 from vlm import backends
 from vlm.judge import errors_path, judge_images
 from vlm.models import VlmVerdict
-from vlm.normalise import final_decision
+from vlm.normalise import final_decision, split_tags
 
 
 def run_stage(images, version, backend="openai", model="gpt-4.1", **kw):
@@ -323,3 +323,12 @@ def test_a_vlm_keep_does_not_bring_back_a_copy(db, prompts, openai_fake, make_im
         assert image.vlm_score == VlmVerdict.objects.get(image=image).score
     others = Image.objects.exclude(pk__in=[im.pk for im in keeps])
     assert all(im.auto_reason.startswith("VLM v3") for im in others)
+
+
+def test_room_and_object_tags_are_kept_apart(db, prompts, openai_fake, make_images):
+    images = make_images(2)
+    openai_fake.script = ["room_object_tags", "room_object_tags"]
+    run_stage(images, prompts["v3"], workers=1)
+    for v in VlmVerdict.objects.all():
+        plain, rooms, objects = split_tags(v.tags)
+        assert (rooms, objects) == (["kitchen"], ["mug", "cable"]) and "kitchen" not in objects
