@@ -26,7 +26,7 @@ SCENEIMG_FETCH_MAX_BYTES = env_int("SCENEIMG_FETCH_MAX_BYTES", 30 * 1024 * 1024)
 SCENEIMG_FETCH_PER_HOST = env_int("SCENEIMG_FETCH_PER_HOST", 4)
 #: redirects followed; the SSRF guard checks each hop
 SCENEIMG_FETCH_MAX_REDIRECTS = env_int("SCENEIMG_FETCH_MAX_REDIRECTS", 5)
-#: hosts or CIDRs exempt from the SSRF guard: for tests and local fakes only
+#: hosts, addresses or CIDRs exempt from the SSRF guard, best with a port (`127.0.0.1:8765`; without one every port is open): for tests and local fakes only
 SCENEIMG_FETCH_ALLOW_PRIVATE = env_list("SCENEIMG_FETCH_ALLOW_PRIVATE", "")
 #: User-Agent sent with every request
 SCENEIMG_USER_AGENT = env_str(

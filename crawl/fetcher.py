@@ -59,13 +59,25 @@ class HTTPStatusError(FetchError):
 
 
 def _allow_rules(allow_private):
-    hosts, networks = set(), []
+    """SCENEIMG_FETCH_ALLOW_PRIVATE entries as (host name or network, port or None) pairs.
+
+    An entry is a host name, an address or a CIDR, optionally with a port: `127.0.0.1:8765`,
+    `localhost:8765`, `[::1]:8765`, `127.0.0.0/8:8765`. Without a port every port of it is open.
+    """
+    rules = []
     for item in allow_private:
+        item, port = item.strip(), None
+        if item.startswith("["):
+            addr, _, rest = item[1:].partition("]")
+            item, port = addr, rest.lstrip(":") or None
+        elif item.count(":") == 1:
+            item, port = item.split(":")
+        port = int(port) if port is not None else None
         try:
-            networks.append(ipaddress.ip_network(item, strict=False))
+            rules.append((ipaddress.ip_network(item, strict=False), port))
         except ValueError:
-            hosts.add(item.lower())
-    return hosts, networks
+            rules.append((item.lower(), port))
+    return rules
 
 
 SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
@@ -108,13 +120,14 @@ def blocked_reason(ip):
     return None
 
 
-def check_address(host, ip, allow_private):
-    hosts, networks = _allow_rules(allow_private)
-    if host.lower().strip("[]") in hosts:
-        return
+def check_address(host, ip, allow_private, port=None):
     addr = ipaddress.ip_address(ip)
-    if any(addr in net for net in networks):
-        return
+    name = host.lower().strip("[]")
+    for target, rule_port in _allow_rules(allow_private):
+        if rule_port is not None and rule_port != port:
+            continue
+        if target == name if isinstance(target, str) else addr in target:
+            return
     reason = blocked_reason(addr)
     if reason:
         raise Blocked(f"refused to connect to {host} ({ip}): {reason} address")
@@ -125,7 +138,7 @@ def guarded_create_connection(host, port, timeout, allow_private, source_address
     err = None
     infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     for *_, sockaddr in infos:
-        check_address(host, sockaddr[0], allow_private)
+        check_address(host, sockaddr[0], allow_private, port=port)
     for family, socktype, proto, _canon, sockaddr in infos:
         sock = None
         try:

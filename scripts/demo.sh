@@ -6,7 +6,9 @@ scripts/setup.sh
 export DEBUG=${DEBUG:-1}
 REDIS_URL=$(scripts/redis.sh)
 export REDIS_URL
-export SCENEIMG_FETCH_ALLOW_PRIVATE=127.0.0.1
+# The import may reach the fake image host's port, nothing else on loopback; the app started at the
+# end gets no exemption at all.
+IMAGE_HOST_PORT=${SCENEIMG_DEMO_IMAGE_PORT:-8765}
 export SCENEIMG_CLIP_PRETRAINED=${SCENEIMG_CLIP_PRETRAINED:-none}   # no weights offline: random, marked uncalibrated
 py=.venv/bin/python
 $py manage.py migrate --noinput -v0
@@ -14,11 +16,11 @@ mkdir -p var/demo
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
-$py -m tests.fakes.image_host 8765 > var/demo/image_host.log 2>&1 & pids+=($!)
+$py -m tests.fakes.image_host "$IMAGE_HOST_PORT" > var/demo/image_host.log 2>&1 & pids+=($!)
 sleep 1
-curl -sf "http://127.0.0.1:8765/list.txt?n=300" -o var/demo/urls.txt
+curl -sf "http://127.0.0.1:$IMAGE_HOST_PORT/list.txt?n=300" -o var/demo/urls.txt
 echo "== importing 300 URLs (with duplicates and broken files) from the fake image host"
-$py manage.py import_urls var/demo/urls.txt --label demo
+SCENEIMG_FETCH_ALLOW_PRIVATE=127.0.0.1:$IMAGE_HOST_PORT $py manage.py import_urls var/demo/urls.txt --label demo
 if $py manage.py help filter_clip >/dev/null 2>&1; then
   echo "== CLIP scoring (random weights: scores are uncalibrated)"
   $py manage.py filter_clip --input all --batch-size 16

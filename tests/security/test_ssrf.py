@@ -72,3 +72,46 @@ def test_url_spellings_of_loopback_are_refused(host, netloc):
 def test_teredo_is_refused_whatever_it_embeds():
     # 2001:0:4136:e378:8000:63bf:f7f7:f7f7 carries client 8.8.8.8 (bits inverted): still refused.
     assert blocked_reason("2001:0:4136:e378:8000:63bf:f7f7:f7f7") is not None
+
+
+def test_an_exemption_with_a_port_opens_that_port_only():
+    with ImageHost("127.0.0.1") as open_host, ImageHost("127.0.0.1") as other:
+        fetcher = Fetcher(allow_private=[f"127.0.0.1:{open_host.server.server_address[1]}"], retries=0)
+        assert fetcher.get(open_host.url("/img/1.jpg")).content
+        with pytest.raises(Blocked):
+            fetcher.get(other.url("/img/1.jpg"))
+        assert other.hits == {}
+
+
+@pytest.mark.parametrize("rule, host, ip, port, allowed", [
+    ("127.0.0.1:8765", "127.0.0.1", "127.0.0.1", 8765, True),
+    ("127.0.0.1:8765", "127.0.0.1", "127.0.0.1", 6379, False),
+    ("localhost:8765", "localhost", "127.0.0.1", 8765, True),
+    ("localhost:8765", "localhost", "127.0.0.1", 80, False),
+    ("[::1]:8765", "::1", "::1", 8765, True),
+    ("[::1]:8765", "::1", "::1", 8766, False),
+    ("127.0.0.0/8:8765", "127.0.0.2", "127.0.0.2", 8765, True),
+    ("127.0.0.0/8:8765", "127.0.0.2", "127.0.0.2", 22, False),
+    ("127.0.0.1", "127.0.0.1", "127.0.0.1", 6379, True),  # a bare host: every port (tests only)
+    ("::1", "::1", "::1", 22, True),
+])
+def test_exemption_rules(rule, host, ip, port, allowed):
+    if allowed:
+        check_address(host, ip, [rule], port=port)
+    else:
+        with pytest.raises(Blocked):
+            check_address(host, ip, [rule], port=port)
+
+
+def test_the_demo_exempts_only_its_fakes_ports():
+    """scripts/demo.sh lets the import reach its fake image host, and hands the app no exemption."""
+    import re
+    from pathlib import Path
+
+    script = (Path(__file__).resolve().parents[2] / "scripts" / "demo.sh").read_text()
+    assert not re.search(r"export\s+SCENEIMG_FETCH_ALLOW_PRIVATE", script)
+    values = re.findall(r"SCENEIMG_FETCH_ALLOW_PRIVATE=(\S+)", script)
+    assert values
+    for value in values:
+        for rule in value.strip("\"'").split(","):
+            assert re.fullmatch(r"127\.0\.0\.1:(\d+|\$\{?\w+\}?)", rule), rule
