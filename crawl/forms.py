@@ -40,9 +40,9 @@ def under_roots(text, roots, what):
 
 
 class IngestFilterFields(forms.Form):
-    min_width = forms.IntegerField(required=False, min_value=1)
-    min_height = forms.IntegerField(required=False, min_value=1)
-    max_aspect = forms.FloatField(required=False, min_value=1.0)
+    min_width = forms.IntegerField(required=False, min_value=0, help_text="0 switches the check off")
+    min_height = forms.IntegerField(required=False, min_value=0, help_text="0 switches the check off")
+    max_aspect = forms.FloatField(required=False, min_value=0, help_text="0 switches the check off")
     pipeline = forms.BooleanField(required=False, initial=lambda: settings.SCENEIMG_PIPELINE,
                                   label="Then score and judge",
                                   help_text="CLIP after this run, then the VLM for what CLIP kept, as child runs")

@@ -7,13 +7,21 @@ from curation import gallery, launch
 class ClipForm(forms.Form):
     input = forms.CharField(initial="all", max_length=200,
                             help_text="a run id, an import label, or 'all' (images not yet scored)")
-    indoor_margin = forms.FloatField(initial=0.0, help_text="keep when indoor - outdoor >= this")
+    indoor_margin = forms.FloatField(initial=0.02, help_text="keep when indoor - outdoor >= this")
     moderate_margin = forms.FloatField(required=False, help_text="also require moderate - max(tidy, messy) >= this")
     object_count_min = forms.IntegerField(required=False, min_value=0, help_text="runs Faster R-CNN")
     object_count_max = forms.IntegerField(required=False, min_value=0)
     detector_threshold = forms.FloatField(initial=0.5, min_value=0, max_value=1)
-    limit = forms.IntegerField(required=False, min_value=1)
+    limit = forms.IntegerField(required=False, min_value=1,
+                               help_text="score at most this many images (the command's --limit counts kept ones)")
     label = forms.CharField(required=False, max_length=200)
+
+    def clean(self):
+        data = super().clean()
+        low, high = data.get("object_count_min"), data.get("object_count_max")
+        if low is not None and high is not None and low > high:
+            raise forms.ValidationError(f"The object count minimum ({low}) is above the maximum ({high}).")
+        return data
 
     def params(self):
         c = self.cleaned_data

@@ -31,3 +31,20 @@ def test_a_refused_launch_keeps_what_was_typed(client, staff, tmp_path):
     assert 'value="no-such-label"' in html and 'value="0.3"' in html and 'value="my try"' in html
     assert 'id="launch-clip" class="refused"' in html
     assert not Run.objects.exists()
+
+
+def test_the_clip_form_refuses_a_minimum_above_the_maximum(client, staff):
+    response = client.post("/runs/launch/clip/", {"clip-input": "all", "clip-indoor_margin": "0.02",
+                                                  "clip-detector_threshold": "0.5", "clip-object_count_min": "9",
+                                                  "clip-object_count_max": "3"})
+    assert response.status_code == 400 and "is above the maximum" in response.content.decode()
+    assert not Run.objects.exists()
+
+
+def test_size_checks_can_be_switched_off_from_the_web_as_on_the_command_line(client, staff, tmp_path, settings,
+                                                                             redis_conn):
+    settings.SCENEIMG_IMPORT_ROOTS = [str(tmp_path)]
+    response = client.post("/runs/launch/import_folder/", {"import_folder-path": str(tmp_path),
+                                                           "import_folder-min_width": "0"})
+    assert response.status_code == 302
+    assert Run.objects.get().params["min_width"] == 0
