@@ -50,7 +50,7 @@ SCENEIMG_VECTOR_DIR = env_str("SCENEIMG_VECTOR_DIR", "")
 #: below this many embeddings search is exact (a matrix product); from here on a faiss IVF index answers
 SCENEIMG_INDEX_EXACT_BELOW = env_int("SCENEIMG_INDEX_EXACT_BELOW", 50000)
 #: IVF lists probed per query: more is slower and closer to exact search
-SCENEIMG_INDEX_NPROBE = env_int("SCENEIMG_INDEX_NPROBE", 48)
+SCENEIMG_INDEX_NPROBE = env_int("SCENEIMG_INDEX_NPROBE", 32)
 #: how many of the most similar images a text search or "more like this" ranks
 SCENEIMG_SEARCH_RESULTS = env_int("SCENEIMG_SEARCH_RESULTS", 1000)
 #: two images whose embeddings have at least this cosine similarity are content duplicates

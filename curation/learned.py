@@ -60,24 +60,34 @@ def check_enough(y):
     return keeps, rejects
 
 
-def fit(x, y, seed=0):
-    """(coef, intercept, held-out metrics, train index, held-out index): the probe and what it scored."""
+def train_probe(x, y):
+    """(coef, intercept) of a logistic-regression probe on embeddings `x` with labels `y` (1 = keep):
+    standardised features, balanced classes, the regularisation chosen by cross-validation on `x` alone.
+    The scaling is folded into the weights, so p(keep) = sigmoid(x . coef + intercept) on raw embeddings."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import precision_score, recall_score, roc_auc_score
-    from sklearn.model_selection import GridSearchCV, train_test_split
+    from sklearn.model_selection import GridSearchCV
     from sklearn.preprocessing import StandardScaler
 
-    rows = np.arange(len(y))
-    train, held = train_test_split(rows, test_size=HOLDOUT, stratify=y, random_state=seed)
-    scaler = StandardScaler().fit(x[train])
-    folds = max(2, min(5, int(np.bincount(y[train]).min())))
+    scaler = StandardScaler().fit(x)
+    folds = max(2, min(5, int(np.bincount(y, minlength=2).min())))
     search = GridSearchCV(LogisticRegression(class_weight="balanced", max_iter=2000), {"C": np.logspace(-4, 1, 6)},
                           cv=folds, scoring="roc_auc")
-    probe = search.fit(scaler.transform(x[train]), y[train]).best_estimator_
-    # The scaling folded into the weights: p(keep) = sigmoid(x . coef + intercept) on raw embeddings.
+    probe = search.fit(scaler.transform(x), y).best_estimator_
     scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
     coef = (probe.coef_[0] / scale).astype(np.float32)
     intercept = float(probe.intercept_[0] - np.sum(probe.coef_[0] * scaler.mean_ / scale))
+    return coef, intercept
+
+
+def fit(x, y, seed=0):
+    """(coef, intercept, held-out metrics, train rows, held-out rows): a stratified split, the probe
+    trained on one part, measured on the other."""
+    from sklearn.metrics import precision_score, recall_score, roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(len(y))
+    train, held = train_test_split(rows, test_size=HOLDOUT, stratify=y, random_state=seed)
+    coef, intercept = train_probe(x[train], y[train])
     p = probability(x[held], coef, intercept)
     metrics = {
         "precision": float(precision_score(y[held], p >= 0.5, zero_division=0)),
