@@ -41,6 +41,14 @@ SCENEIMG_IMPORT_ROOTS = env_list("SCENEIMG_IMPORT_ROOTS", "")
 #: folders under which a crawl launched from the web may write its `output`; empty means `<SCENEIMG_VAR_DIR>/crawl-output`
 SCENEIMG_OUTPUT_ROOTS = env_list("SCENEIMG_OUTPUT_ROOTS", "")
 
+# Seed uploads (reverse-image expansion launched from the web)
+#: most seed images one launch may upload
+SCENEIMG_SEED_MAX_FILES = env_int("SCENEIMG_SEED_MAX_FILES", 50)
+#: most bytes of seed images one launch may upload, all files together
+SCENEIMG_SEED_MAX_TOTAL_BYTES = env_int("SCENEIMG_SEED_MAX_TOTAL_BYTES", 100 * 1024 * 1024)
+#: days after its runs ended (or, used by no run, after upload) that purge_seeds removes an uploaded seed
+SCENEIMG_SEED_RETENTION_DAYS = env_int("SCENEIMG_SEED_RETENTION_DAYS", 30)
+
 # Ingest filters (per-run parameters override these)
 #: narrower images are stored as `invalid`
 SCENEIMG_MIN_WIDTH = env_int("SCENEIMG_MIN_WIDTH", 256)

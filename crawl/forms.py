@@ -141,9 +141,17 @@ class SimilarForm(CrawlFields):
         data = super().clean()
         if not data.get("seeds") and not data.get("seed_image_ids"):
             raise forms.ValidationError("Upload seed images or give image ids.")
-        for f in data.get("seeds") or []:
+        seeds = data.get("seeds") or []
+        for f in seeds:
             if f.size > MAX_SEED_BYTES:
                 raise forms.ValidationError(f"{f.name} is over {MAX_SEED_BYTES // 2**20} MB.")
+        if len(seeds) > settings.SCENEIMG_SEED_MAX_FILES:
+            raise forms.ValidationError(f"Upload at most {settings.SCENEIMG_SEED_MAX_FILES} seed images at once "
+                                        f"({len(seeds)} given).")
+        total = sum(f.size for f in seeds)
+        if total > settings.SCENEIMG_SEED_MAX_TOTAL_BYTES:
+            raise forms.ValidationError(f"The seed images come to {total / 2**20:.1f} MB in all; at most "
+                                        f"{settings.SCENEIMG_SEED_MAX_TOTAL_BYTES / 2**20:.0f} MB at once.")
         if (not data.get("no_phash") and data.get("dhash_min_distance") is not None
                 and data.get("dhash_threshold") is not None and data["dhash_min_distance"] > data["dhash_threshold"]):
             raise forms.ValidationError("The minimum distance is above the threshold: nothing would be kept.")

@@ -39,6 +39,20 @@ supervise() {
   done
 }
 
+# maintenance: every SCENEIMG_MAINTENANCE_SECONDS, fail runs whose worker or jobs are gone and remove
+# seed uploads past their retention (on many machines, run these two commands from cron instead).
+maintenance() {
+  local sleeper=""
+  trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+  while true; do
+    $py manage.py reap_runs || true
+    $py manage.py purge_seeds || true
+    sleep "${SCENEIMG_MAINTENANCE_SECONDS:-3600}" &
+    sleeper=$!
+    wait "$sleeper" || true
+  done
+}
+
 descendants() {  # every process below $1, deepest last (RQ's work horse leaves its parent's group)
   local child
   for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
@@ -77,6 +91,7 @@ supervise crawl $py manage.py rqworker crawl --with-scheduler & pids+=($!)
 supervise export $py manage.py rqworker export default & pids+=($!)
 supervise score $py manage.py rqworker score & pids+=($!)
 supervise vlm $py manage.py rqworker vlm & pids+=($!)
+supervise maintenance maintenance & pids+=($!)
 $py manage.py runserver "127.0.0.1:$PORT" --noreload & server=$!
 pids+=("$server")
 echo "SceneImg is at http://127.0.0.1:$PORT/ (workers log to $VAR/worker-*.log; Ctrl-C stops everything)"

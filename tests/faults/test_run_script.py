@@ -63,6 +63,11 @@ def test_workers_per_queue_restarted_when_they_die_and_term_stops_everything(run
                  for cmd in workers(proc.pid).values()]
     assert sorted(map(sorted, listening)) == [["crawl"], ["default", "export"], ["score"], ["vlm"]]
 
+    # The periodic maintenance ran once at the start: dead runs reaped, expired seed uploads removed.
+    log = tmp_path / "var" / "worker-maintenance.log"
+    assert wait_for(lambda: log.exists() and "seed file(s)" in log.read_text(), timeout=60)
+    assert "marked 0 run(s) failed" in log.read_text()
+
     (victim, _), = [(p, c) for p, c in workers(proc.pid).items() if " vlm" in c]
     os.kill(victim, signal.SIGKILL)
     assert wait_for(lambda: any(" vlm" in c and p != victim for p, c in workers(proc.pid).items()), timeout=20)
