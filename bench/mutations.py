@@ -59,7 +59,7 @@ MUTANTS = [
            "self.session.trust_env = False", "self.session.trust_env = True",
            ("tests/crawl/test_fetcher.py",)),
     Mutant("fetcher-no-per-host-limit", "crawl/fetcher.py",
-           "with _HostLimiter.get(host, self.per_host):", "with threading.BoundedSemaphore(1000):",
+           "limiter = _HostLimiter.get(host, self.per_host)", "limiter = threading.BoundedSemaphore(1000)",
            ("tests/crawl/test_fetcher.py",)),
     Mutant("fetcher-retry-after-uncapped", "crawl/fetcher.py",
            "MAX_RETRY_AFTER = 60.0", "MAX_RETRY_AFTER = 86400.0 * 365 * 100",
