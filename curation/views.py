@@ -3,7 +3,7 @@ import mimetypes
 
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -286,3 +286,79 @@ def image_detail(request, pk):
         context.update(panel.context(image))
         context["detail_panels"].append(panel.template)
     return render(request, "curation/image_detail.html", context)
+
+
+VIEWER_BATCH_MAX = 24  # images per viewer request; the viewer asks for a dozen at a time
+
+
+def _viewer_gallery_url(qs, before):
+    """The gallery starting at an image: `before` is the cursor of the image just above it."""
+    params = "&".join(part for part in (qs, f"after={before}" if before else "") if part)
+    return f"{reverse('curation:gallery')}?{params}" if params else reverse("curation:gallery")
+
+
+def _viewer_item(image, qs, before, cursor):
+    group_size = 0
+    if image.dup_group_id:
+        group_size = Image.objects.filter(dup_group_id=image.dup_group_id).count()
+    panel = render_to_string("curation/_viewer_side.html", {
+        "image": image,
+        "qs": qs,
+        "group_size": group_size,
+        "verdicts": list(image.verdicts.select_related("prompt_version").order_by("-updated_at")[:5]),
+        "sources": list(image.sources.order_by("pk")[:20]),
+    })
+    return {
+        "id": image.pk,
+        "full_url": reverse("curation:image_full", args=[image.pk]),
+        "decide_url": reverse("curation:decide", args=[image.pk]),
+        "detail_url": reverse("curation:image_detail", args=[image.pk]) + (f"?{qs}" if qs else ""),
+        "width": image.width,
+        "height": image.height,
+        "decision": image.final_decision or "none",
+        "human": image.human_decision or "none",
+        "cursor": cursor,
+        "gallery_url": _viewer_gallery_url(qs, before) + f"#card-{image.pk}",
+        "panel": panel,
+    }
+
+
+@login_required
+@require_GET
+def viewer(request):
+    """The review viewer: one image large, the gallery's filter and order. Images arrive from viewer_items."""
+    qs = gallery.querystring_without(request.GET, "after")
+    after = request.GET.get("after", "")
+    try:
+        gallery.page(request.GET, size=1)
+        error = None
+    except gallery.FilterError as exc:
+        error = str(exc)
+    context = {"qs": qs, "after": after, "error": error,
+               "gallery_url": _viewer_gallery_url(qs, after)}
+    return render(request, "curation/viewer.html", context, status=400 if error else 200)
+
+
+@login_required
+@require_GET
+def viewer_items(request):
+    """The next `n` images after the cursor `after` (the gallery's keyset cursor), as JSON for the viewer:
+    their full-image URLs, decide URLs, cursors and the side panel, rendered (and escaped) here."""
+    try:
+        n = min(max(int(request.GET.get("n", "12")), 1), VIEWER_BATCH_MAX)
+    except ValueError:
+        return HttpResponseBadRequest("n: expected a whole number")
+    try:
+        images, cursor = gallery.page(request.GET, size=n)
+    except gallery.FilterError as exc:
+        return HttpResponseBadRequest(str(exc))
+    qs = gallery.querystring_without(request.GET, "after", "n")
+    sort = gallery.sort_name(gallery.as_querydict(request.GET))
+    full = {im.pk: im for im in Image.objects.filter(pk__in=[im.pk for im in images])}
+    items = []
+    before = request.GET.get("after", "")
+    for im in images:
+        own = gallery.cursor_for(im, sort).encode()
+        items.append(_viewer_item(full[im.pk], qs, before, own))
+        before = own
+    return JsonResponse({"items": items, "next": cursor})

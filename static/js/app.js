@@ -373,6 +373,8 @@
     if (current && current.job !== job && current.job.seq > job.seq) return; // a newer decision speaks for the image
     saves[job.image] = { state: state, job: job, decision: job.decision, message: message || "" };
     paintSave(saveHolder(job.image));
+    // Pages without cards (the viewer) show the state themselves.
+    document.dispatchEvent(new CustomEvent("sceneimg:save", { detail: { image: job.image, state: state, message: message || "" } }));
   }
 
   function saveHolder(imageId) {
@@ -703,6 +705,9 @@
     else if (document.getElementById("detail-nav")) handled = detailKey(e);
     if (handled) e.preventDefault();
   });
+
+  // The review viewer (viewer.js) sends its decisions and undos through this same queue.
+  window.SceneImg = { decide: decideImage, undo: undo, go: go, unsaved: unsaved };
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", onGalleryLoad);
   else onGalleryLoad();
