@@ -56,8 +56,11 @@ SCENEIMG_MIN_WIDTH = env_int("SCENEIMG_MIN_WIDTH", 256)
 SCENEIMG_MIN_HEIGHT = env_int("SCENEIMG_MIN_HEIGHT", 256)
 #: largest ratio of the longer side to the shorter one
 SCENEIMG_MAX_ASPECT = env_float("SCENEIMG_MAX_ASPECT", 3.0)
+# 40 MP covers every camera photo of a room; larger declared sizes are mostly bombs or panoramas.
 #: larger declared sizes are refused before decoding
-SCENEIMG_MAX_PIXELS = env_int("SCENEIMG_MAX_PIXELS", 64_000_000)
+SCENEIMG_MAX_PIXELS = env_int("SCENEIMG_MAX_PIXELS", 40_000_000)
+#: memory, MB, that images being decoded may take at once in one process, whatever the number of threads (crawl/pixel_budget.py)
+SCENEIMG_DECODE_MEMORY_MB = env_int("SCENEIMG_DECODE_MEMORY_MB", 1024)
 #: longest side of a thumbnail, pixels
 SCENEIMG_THUMB_SIZE = env_int("SCENEIMG_THUMB_SIZE", 320)
 #: quality of re-encoded JPEGs
