@@ -3,6 +3,7 @@ import mimetypes
 
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
+from django.db.models import Count
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -297,16 +298,16 @@ def _viewer_gallery_url(qs, before):
     return f"{reverse('curation:gallery')}?{params}" if params else reverse("curation:gallery")
 
 
-def _viewer_item(image, qs, before, cursor):
-    group_size = 0
-    if image.dup_group_id:
-        group_size = Image.objects.filter(dup_group_id=image.dup_group_id).count()
+def _viewer_item(image, qs, before, cursor, group_sizes):
+    # Verdicts and sources are prefetched for the whole batch (sorted here, not by the database).
+    verdicts = sorted(image.verdicts.all(), key=lambda v: v.updated_at, reverse=True)[:5]
+    sources = sorted(image.sources.all(), key=lambda s: s.pk)[:20]
     panel = render_to_string("curation/_viewer_side.html", {
         "image": image,
         "qs": qs,
-        "group_size": group_size,
-        "verdicts": list(image.verdicts.select_related("prompt_version").order_by("-updated_at")[:5]),
-        "sources": list(image.sources.order_by("pk")[:20]),
+        "group_size": group_sizes.get(image.dup_group_id, 0),
+        "verdicts": verdicts,
+        "sources": sources,
     })
     return {
         "id": image.pk,
@@ -354,11 +355,15 @@ def viewer_items(request):
         return HttpResponseBadRequest(str(exc))
     qs = gallery.querystring_without(request.GET, "after", "n")
     sort = gallery.sort_name(gallery.as_querydict(request.GET))
-    full = {im.pk: im for im in Image.objects.filter(pk__in=[im.pk for im in images])}
+    full = {im.pk: im for im in Image.objects.filter(pk__in=[im.pk for im in images])
+            .prefetch_related("sources", "verdicts__prompt_version")}
+    groups = {im.dup_group_id for im in images if im.dup_group_id}
+    group_sizes = dict(Image.objects.filter(dup_group_id__in=groups).values_list("dup_group_id")
+                       .annotate(n=Count("id")).values_list("dup_group_id", "n")) if groups else {}
     items = []
     before = request.GET.get("after", "")
     for im in images:
         own = gallery.cursor_for(im, sort).encode()
-        items.append(_viewer_item(full[im.pk], qs, before, own))
+        items.append(_viewer_item(full[im.pk], qs, before, own, group_sizes))
         before = own
     return JsonResponse({"items": items, "next": cursor})

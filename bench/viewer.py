@@ -1,0 +1,118 @@
+"""Review viewer in a real browser: key-to-image latency when preloaded, and decisions per minute.
+
+Runs through pytest so that it reuses the browser tests' live server and Chromium (it is not part of the
+test suite; `testpaths` is tests/). It makes its own images (stored JPEGs) in pytest-django's test
+database, signs in and opens /viewer/.
+
+    DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/h_view .venv/bin/pytest bench/viewer.py -s -p no:cacheprovider
+    VIEWER_PRESSES=200 VIEWER_DECISIONS=300 VIEWER_SIZE=1024x768 ...   # the defaults
+
+1. Latency: `s` (skip) pressed 200 times, each once the next image is preloaded (as a reviewer who looks
+   at each picture for a moment). The time is taken in the page, performance.now() from the keydown to
+   the animation frame that shows the new image (viewer.js's SceneImgViewer.timings).
+2. Throughput: `k`/`r` alternately, each as soon as the previous decision's image has left the screen,
+   until every image has a decision; then wait until every Review row is written. Decisions per minute =
+   decisions / (first key to last Review row). Lost = presses - Review rows (must be 0), and the rows
+   must be in the order of the presses.
+
+Anchors: p95 key-to-image <= 50 ms; >= 1,500 decisions per minute. Each line prints its ratio.
+"""
+import os
+import statistics
+import time
+
+import pytest
+
+from curation.models import Review
+from tests.browser.conftest import browser_page, browser_user, chromium, log_in, logged_in_page  # noqa: F401
+from tests.factories import stored_image
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+LATENCY_ANCHOR_MS = 50.0
+RATE_ANCHOR = 1500.0
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def options():
+    presses = int(os.environ.get("VIEWER_PRESSES", "200"))
+    decisions = int(os.environ.get("VIEWER_DECISIONS", "300"))
+    width, height = (int(v) for v in os.environ.get("VIEWER_SIZE", "1024x768").split("x"))
+    return presses, decisions, width, height
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def shown(page):
+    return page.evaluate("window.SceneImgViewer.state().id")
+
+
+def test_viewer_bench(logged_in_page):  # noqa: F811 (the fixture imported above)
+    page = logged_in_page
+    presses, decisions, width, height = options()
+    count = max(presses + 1, decisions)
+    started = time.monotonic()
+    images = [stored_image(10_000 + i, width=width, height=height) for i in range(count)]
+    print(f"\n{count} images of {width}×{height} made in {time.monotonic() - started:.1f} s")
+
+    # 1. Key to image, preloaded.
+    page.goto(f"{page.base_url}/viewer/?sort=old")
+    page.wait_for_function("id => window.SceneImgViewer && window.SceneImgViewer.state().id === id", arg=images[0].pk)
+    ready = """() => {
+      const s = window.SceneImgViewer.state();
+      return [...document.querySelectorAll('.viewer-img')].filter(el => s.preloaded.includes(Number(el.dataset.id)))
+        .every(el => el.complete && el.naturalWidth > 0) && s.preloaded.length >= Math.min(4, s.loaded - s.index);
+    }"""
+    for i in range(presses):
+        page.wait_for_function(ready)
+        page.keyboard.press("s")
+        page.wait_for_function("n => window.SceneImgViewer.timings.length === n", arg=i + 1)
+    timings = page.evaluate("window.SceneImgViewer.timings")
+    assert shown(page) == images[presses].pk
+    p50, p95 = statistics.median(timings), percentile(timings, 95)
+    print(f"key to image (preloaded, {len(timings)} presses): p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
+          f"max {max(timings):.1f} ms; ratio to the {LATENCY_ANCHOR_MS:.0f} ms anchor "
+          f"{p95 / LATENCY_ANCHOR_MS:.2f} (lower is better)")
+
+    # 2. Decisions as fast as the viewer takes them.
+    page.goto(f"{page.base_url}/viewer/?sort=old&human=none")
+    page.wait_for_function("id => window.SceneImgViewer && window.SceneImgViewer.state().id === id", arg=images[0].pk)
+    page.evaluate("performance.setResourceTimingBufferSize(10000)")
+    keys = ["k" if i % 2 == 0 else "r" for i in range(decisions)]
+    started = time.monotonic()
+    for i, key in enumerate(keys):
+        page.keyboard.press(key)
+        if i + 1 < decisions:
+            page.wait_for_function("id => window.SceneImgViewer.state().id === id", arg=images[i + 1].pk)
+    pressed = time.monotonic() - started
+    deadline = time.monotonic() + 120
+    while Review.objects.count() < decisions and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    elapsed = time.monotonic() - started
+    rows = list(Review.objects.order_by("pk").values_list("image_id", "new"))
+    want = [(im.pk, "keep" if key == "k" else "reject") for im, key in zip(images, keys, strict=False)]
+    rate = len(rows) / (elapsed / 60)
+    print(f"decisions: {decisions} pressed in {pressed:.1f} s, {len(rows)} Review rows after {elapsed:.1f} s, "
+          f"lost {decisions - len(rows)}, in order {rows == want}")
+    print(f"decisions per minute: {rate:,.0f}; ratio to the {RATE_ANCHOR:,.0f}/minute anchor "
+          f"{rate / RATE_ANCHOR:.2f} (higher is better)")
+    # Where the time goes: the queue sends one decision at a time, so its rate is 1 / (request + gap).
+    spans = page.evaluate("""() => performance.getEntriesByType('resource')
+      .filter(e => /\\/decide\\/$/.test(e.name)).map(e => [e.startTime, e.responseEnd])""")
+    if len(spans) > 1:
+        durations = [end - start for start, end in spans]
+        gaps = [spans[i + 1][0] - spans[i][1] for i in range(len(spans) - 1)]
+        print(f"decide requests: {len(spans)}, each {statistics.mean(durations):.1f} ms on average "
+              f"(p95 {percentile(durations, 95):.1f} ms), {statistics.mean(gaps):.1f} ms between one answer and "
+              "the next request")
+    assert rows == want
+    assert page.js_errors == []
