@@ -324,14 +324,29 @@ def _viewer_item(image, qs, before, cursor, group_sizes):
     }
 
 
+def _viewer_cursor_before(params, at):
+    """The cursor that makes image `at` the first of the filtered list ("" when it is already first)."""
+    if not (at.isascii() and at.isdigit()):
+        raise gallery.FilterError(f"at: expected an image id, got {at!r}")
+    image = get_object_or_404(Image, pk=int(at))
+    prev_id, _ = gallery.neighbours(params, image)
+    if prev_id is None:
+        return ""
+    prev = gallery.filter_images(params).filter(pk=prev_id).first()
+    return gallery.cursor_for(prev, gallery.sort_name(gallery.as_querydict(params))).encode()
+
+
 @login_required
 @require_GET
 def viewer(request):
-    """The review viewer: one image large, the gallery's filter and order. Images arrive from viewer_items."""
-    qs = gallery.querystring_without(request.GET, "after")
+    """The review viewer: one image large, the gallery's filter and order. Images arrive from viewer_items.
+    It starts after the cursor `after`, or at the image `at` (an id), or at the top."""
+    qs = gallery.querystring_without(request.GET, "after", "at")
     after = request.GET.get("after", "")
     try:
         gallery.page(request.GET, size=1)
+        if request.GET.get("at"):
+            after = _viewer_cursor_before(request.GET, request.GET["at"])
         error = None
     except gallery.FilterError as exc:
         error = str(exc)

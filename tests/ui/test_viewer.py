@@ -85,3 +85,15 @@ def test_gallery_links_to_the_viewer_with_its_filter(client_in):
 def test_viewer_needs_sign_in(client):
     assert client.get("/viewer/").status_code == 302
     assert client.get("/viewer/items/").status_code == 302
+
+
+def test_viewer_can_start_at_an_image_in_a_score_sort(client_in):
+    rows = [image_row(i, vlm_score=(i % 7) / 10) for i in range(20)]
+    ordered = sorted(rows, key=lambda r: (-r.vlm_score, -r.pk))
+    target = ordered[9]
+    html = client_in.get(f"/viewer/?sort=-vlm&at={target.pk}").content.decode()
+    after = html.split('data-after="')[1].split('"')[0]
+    items = client_in.get(f"/viewer/items/?sort=-vlm&after={after}&n=2").json()["items"]
+    assert [item["id"] for item in items] == [ordered[9].pk, ordered[10].pk]
+    assert 'data-after=""' in client_in.get(f"/viewer/?sort=-vlm&at={ordered[0].pk}").content.decode()
+    assert client_in.get("/viewer/?at=x").status_code == 400
