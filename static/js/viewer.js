@@ -194,8 +194,9 @@
     var label = document.getElementById("viewer-save");
     var item = current();
     var state = item ? states[item.id] : null;
-    label.textContent = state === "pending" ? "saving…" : state === "saved" ? "saved" :
-      state === "failed" ? "not saved" : "";
+    var said = state === "pending" ? "saving…" : state === "saved" ? "saved" : state === "failed" ? "not saved" : "";
+    // The side panel was rendered before this decision; the bar says what it is now.
+    label.textContent = said ? item.decision + " · " + said : "";
     label.dataset.state = state || "";
   }
 

@@ -118,7 +118,7 @@ def test_keyboard_decisions_are_saved_in_order_and_undo_and_back_work(logged_in_
     expect(page.locator("#viewer-save")).to_have_text("")  # the shown image has no decision of its own
     page.keyboard.press("ArrowLeft")
     wait_for_image(page, images[4])
-    expect(page.locator("#viewer-save")).to_have_text("saved")
+    expect(page.locator("#viewer-save")).to_have_text("keep · saved")
     expect(page.locator("#viewer-side")).to_contain_text(f"Image #{images[4].pk}")
     page.keyboard.press("ArrowRight")
     page.keyboard.press("u")  # undoes the last decision (keep on images[4]) and shows that image
@@ -148,3 +148,28 @@ def test_esc_returns_to_the_same_image_in_the_gallery_beyond_its_first_page(logg
     expect(first).to_have_class(re.compile("is-focused"))
     expect(page.locator(f"#card-{many[64].pk}")).to_be_focused()
     assert page.js_errors == []
+
+
+def test_a_failed_decision_is_retried_with_the_same_client_id_and_saved_once(logged_in_page, images):
+    from urllib.parse import parse_qs
+
+    page = logged_in_page
+    attempts = []
+
+    def flaky(route):
+        attempts.append(parse_qs(route.request.post_data or "")["client_id"][0])
+        if len(attempts) == 1:
+            route.fulfill(status=503, body="busy")
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/images/\d+/decide/$"), flaky)
+    page.goto(f"{page.base_url}/viewer/?sort=old")
+    wait_for_image(page, images[0])
+    page.keyboard.press("r")
+    wait_for_image(page, images[1])
+    assert wait_for_reviews(page, 1) == 1
+    assert len(attempts) == 2 and attempts[0] == attempts[1]
+    assert list(Review.objects.values_list("image_id", "new")) == [(images[0].pk, "reject")]
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("#viewer-save")).to_have_text("reject · saved")
