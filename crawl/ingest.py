@@ -175,7 +175,8 @@ def normalise(data, im):
     else:
         im = im.convert("RGB") if im.mode not in ("RGB", "L") else im
         buf = io.BytesIO()
-        im.save(buf, "JPEG", quality=settings.SCENEIMG_JPEG_QUALITY)
+        # No comment segment: Pillow would copy the sender's (markup included) into the file we store.
+        im.save(buf, "JPEG", quality=settings.SCENEIMG_JPEG_QUALITY, comment=b"")
         ext = "jpg"
     out = buf.getvalue()
     return Normalised(out, ext, im, hashlib.sha256(out).hexdigest())
