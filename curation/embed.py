@@ -8,7 +8,7 @@ these images without decoding them.
 from curation import embeddings
 from curation.clip import get_clip_scorer, resolve_device
 from curation.models import Embedding, Image, Run
-from curation.scoring import InputError, _Batch, _Pipeline, _run_image_ids, default_batch_size
+from curation.scoring import DecisionRule, InputError, _Batch, _Pipeline, _run_image_ids, default_batch_size
 
 KIND = "embed"  # the Run kind of this stage
 
@@ -45,7 +45,7 @@ def embed_images(tracker, image_ids, *, device=None, batch_size=None, set_total=
             tracker.count("skipped", len(rows) - len(todo))
         return _Batch(by_id={r[0]: r for r in rows}, todo=todo, reuse={})
 
-    pipeline = _Pipeline(scorer, None, None, device)
+    pipeline = _Pipeline(scorer, None, DecisionRule(), device)  # no detector: the rule is never consulted
     try:
         pipeline.run([ids[i:i + batch_size] for i in range(0, len(ids), batch_size)], prepare,
                      _EmbeddingWriter(key, tracker), tracker)

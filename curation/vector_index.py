@@ -250,7 +250,8 @@ class LoadedIndex:
         self.ids = np.zeros(0, dtype=np.int64)
         self.matrix = None
         if self.state.index_file:
-            self.faiss = faiss.read_index(str(folder / self.state.index_file))
+            # Memory-mapped: every web process and worker shares one copy in the page cache.
+            self.faiss = faiss.read_index(str(folder / self.state.index_file), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         elif self.state.segments:
             parts = list(iter_segments(model_key, self.state))
             self.ids = np.concatenate([ids for ids, _ in parts])
