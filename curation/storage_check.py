@@ -53,11 +53,15 @@ def check(*, fix=False, min_age=3600):
     Holds every stored name and every row's names in memory: about 250 bytes an image.
     """
     report = Report()
+    # Rows first, then the listing: ingest writes files before the row, so every row read here has its
+    # files in the listing unless they are really gone. (The other order reports an image stored in
+    # between as a row without files.)
+    rows = list(Image.objects.values_list("pk", "file", "thumbnail").iterator(chunk_size=5000))
     stored = set()
     for folder in FOLDERS:
         stored.update(stored_names(folder))
     named = set()
-    for pk, file_name, thumb_name in Image.objects.values_list("pk", "file", "thumbnail").iterator(chunk_size=5000):
+    for pk, file_name, thumb_name in rows:
         gone = [n for n in (file_name, thumb_name) if n and n not in stored]
         if gone:
             report.missing.append((pk, gone))
