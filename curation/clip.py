@@ -184,6 +184,19 @@ def embedding_key(spec):
     return f"{spec.model_name}:{spec.weights_label}"
 
 
+def configured_embedding_key():
+    """embedding_key(resolve_clip_spec()) read off the settings alone: web requests ask for it, and
+    importing open_clip to check the names costs a web process seconds."""
+    pretrained = settings.SCENEIMG_CLIP_PRETRAINED.strip()
+    if not pretrained or pretrained.lower() == "none":
+        label = "none"
+    elif os.path.isfile(pretrained):
+        label = f"file-{Path(pretrained).name}-{os.path.getsize(pretrained)}"
+    else:
+        label = pretrained
+    return f"{settings.SCENEIMG_CLIP_MODEL}:{label}"
+
+
 def clip_key(spec, prompt_version):
     """The CLIP part of a FilterScore's scorer key: model, weights and prompt set version."""
     return f"clip:{spec.model_name}:{spec.weights_label}:prompts-{prompt_version}"

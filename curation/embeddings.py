@@ -7,6 +7,7 @@ Any prompt set is then scored by a dot product (curation/rescore.py), and the ve
 """
 import numpy as np
 
+from curation.clip import configured_embedding_key
 from curation.models import Embedding
 
 DTYPE = np.float16
@@ -24,9 +25,7 @@ def from_bytes(blob):
 
 def current_key():
     """The model key of the configured CLIP model and weights, without building the model."""
-    from curation.clip import embedding_key, resolve_clip_spec
-
-    return embedding_key(resolve_clip_spec())
+    return configured_embedding_key()
 
 
 def store(model_key, ids, vectors):
