@@ -71,7 +71,7 @@ MUTANTS = [
            "if resp.status_code not in RETRY_STATUSES or attempt >= self.retries:",
            "if resp.status_code not in RETRY_STATUSES or attempt > self.retries:",
            ("tests/crawl/test_fetcher.py",)),
-    Mutant("fetcher-ipv4-mapped-ipv6-not-unwrapped", "crawl/fetcher.py",
+    Mutant("fetcher-ipv4-mapped-ipv6-not-unwrapped", "crawl/addresses.py",
            "if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:",
            "if False:",
            ("tests/crawl/test_fetcher.py",)),

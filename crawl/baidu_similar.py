@@ -227,6 +227,24 @@ def ingest_candidate(hit, sighting, window, *, fetcher, run, filters, tracker, d
                           tracker=tracker)
 
 
+def _similar_cards(tracker, client, name, data):
+    """Upload the seed; its result cards, or None (counted on the run) when Baidu has nothing but copies."""
+    cards = client.cards(client.upload(name, data))
+    if cards.noresult:
+        tracker.count("_seeds_noresult")
+        log.info("seed %s: Baidu found nothing (noresult)", name)
+        return None
+    if not cards.first_url:
+        tracker.count("_seeds_same_only")
+        log.info("seed %s: only copies of the seed (cards: %s)", name, ", ".join(cards.names))
+        return None
+    return cards
+
+
+def _page_limit(first_url):
+    return int(dict(parse_qsl(urlsplit(first_url).query)).get("limit") or PAGE_LIMIT)
+
+
 def expand_seed(tracker, client, spec, *, limit_per_seed, pool, fetcher, filters, window_args, dedup,
                 output=None, label="", debug=False):
     """Search one seed until limit_per_seed candidates are stored (kept inside the dHash window and new,
@@ -235,15 +253,8 @@ def expand_seed(tracker, client, spec, *, limit_per_seed, pool, fetcher, filters
     run = tracker.run
     name, data, seed_image, seed_hash = load_seed(spec)
     window = Window(seed_hash, *window_args)
-    result_url = client.upload(name, data)
-    cards = client.cards(result_url)
-    if cards.noresult:
-        tracker.count("_seeds_noresult")
-        log.info("seed %s: Baidu found nothing (noresult)", name)
-        return 0
-    if not cards.first_url:
-        tracker.count("_seeds_same_only")
-        log.info("seed %s: only copies of the seed (cards: %s)", name, ", ".join(cards.names))
+    cards = _similar_cards(tracker, client, name, data)
+    if cards is None:
         return 0
     folder = output_folder(output, Path(name).stem, label) if output else None
     stored, processed, page, idle_pages = 0, 0, 1, 0
@@ -287,8 +298,7 @@ def expand_seed(tracker, client, spec, *, limit_per_seed, pool, fetcher, filters
             stored += list(pool.map(one, batch)).count(Source.Outcome.STORED)
             processed += len(batch)
         page += 1
-        limit = int(dict(parse_qsl(urlsplit(cards.first_url).query)).get("limit") or PAGE_LIMIT)
-        if raw == 0 or raw < limit:
+        if raw == 0 or raw < _page_limit(cards.first_url):
             break
         idle_pages = 0 if stored > stored_before else idle_pages + 1
         if idle_pages >= PAGES_WITHOUT_PROGRESS:

@@ -16,7 +16,7 @@ from django.db.models.functions import Abs
 from django.http import QueryDict
 
 from curation import registry, search
-from curation.models import ContentDuplicate, Decision, Image, SnapshotImage
+from curation.models import ContentDuplicate, Image, SnapshotImage
 
 PAGE_SIZE = 60
 
@@ -446,51 +446,3 @@ def querystring_without(params, *names):
         else:
             del qd[key]
     return qd.urlencode()
-
-
-def active_filters(params):
-    """The non-empty filters as chips above the grid: each says what it does in words and links to the
-    same view without it."""
-    qd = as_querydict(params)
-    chips = []
-    for name in fields():
-        if name == "sort":
-            continue
-        for value in values(qd, name):
-            rest = as_querydict(querystring_without(qd, "after")).copy()
-            rest.setlist(name, [v for v in rest.getlist(name) if v.strip() != value])
-            chips.append({"name": name, "value": value, "label": chip_label(name, value),
-                          "without": querystring_without(rest)})
-    return chips
-
-
-DECISION_WORDS = {"keep": "keep", "reject": "reject", "none": "undecided"}
-FLAG_WORDS = {
-    "disagree": ("human and auto agree", "human and auto disagree"),
-    "dups": ("no near-duplicates", "has near-duplicates"),
-    "uncalibrated": ("calibrated scores", "uncalibrated scores"),
-}
-RANGE_WORDS = {"indoor": "indoor margin", "moderate": "moderate margin", "vlm": "VLM score"}
-
-
-def chip_label(name, value):
-    """A filter in words: `human=none` reads "human: undecided", `dups=1` "has near-duplicates"."""
-    if name in ("final", "auto", "human"):
-        return f"{name}: {DECISION_WORDS.get(value.lower(), value)}"
-    if name in FLAG_WORDS and value.lower() in ("0", "1"):
-        return FLAG_WORDS[name][int(value)]
-    base, _, end = name.rpartition("_")
-    if base in RANGE_WORDS and end in ("min", "max"):
-        return f"{RANGE_WORDS[base]} {'≥' if end == 'min' else '≤'} {value}"
-    if name == "verdict" and ":" in value:
-        pv, _, decision = value.partition(":")
-        return f"prompt version #{pv} says {decision}"
-    if name == "group":
-        return f"near-duplicates of #{value}"
-    return f"{name.replace('_', ' ')}: {value}"
-
-
-__all__ = [
-    "fields", "values", "one", "whole_number", "flag", "SORTS", "PAGE_SIZE", "FilterError", "filter_images", "page", "neighbours",
-    "estimate_count", "querystring_without", "active_filters", "as_querydict", "Decision",
-]

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
-from curation import cards, gallery, launch, registry, review
+from curation import cards, chips, gallery, launch, registry, review
 from curation.models import Image, Review, Run
 
 SELECTION_MAX = 5000  # ids in one "apply to selection" request; larger sets go through the filter
@@ -41,7 +41,7 @@ def _gallery_context(request):
     except gallery.FilterError as exc:
         context["error"] = str(exc)
         return context
-    context["active_filters"] = gallery.active_filters(params)
+    context["active_filters"] = chips.active_filters(params)
     context["images"] = cards.with_cards(images, qs)
     if cursor:
         sep = "&" if qs else ""

@@ -5,7 +5,8 @@ from urllib.parse import quote
 
 import pytest
 
-from crawl.fetcher import Blocked, Fetcher, FetchError, HTTPStatusError, TooLarge, blocked_reason
+from crawl.addresses import blocked_reason
+from crawl.fetcher import Blocked, Fetcher, FetchError, HTTPStatusError, TooLarge
 from tests.fakes.image_host import ImageHost, image_bytes
 
 

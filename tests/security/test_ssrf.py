@@ -2,7 +2,8 @@
 otherwise non-public address is refused at connect time, public addresses pass."""
 import pytest
 
-from crawl.fetcher import Blocked, Fetcher, blocked_reason, check_address
+from crawl.addresses import blocked_reason
+from crawl.fetcher import Blocked, Fetcher, check_address
 from tests.fakes.image_host import ImageHost
 
 

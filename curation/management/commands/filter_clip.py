@@ -56,34 +56,9 @@ class Command(StageCommand):
         self.add_enqueue_argument(parser)
 
     def handle(self, *args, **opts):
-        lo, hi = opts["object_count_min"], opts["object_count_max"]
-        if lo is not None and hi is not None and lo > hi:
-            raise CommandError("--object-count-min cannot be greater than --object-count-max")
-        rule = DecisionRule(
-            indoor_margin=opts["indoor_margin"], moderate_margin=opts["moderate_margin"],
-            object_count_min=lo, object_count_max=hi, detector_threshold=opts["detector_threshold"],
-        )
+        rule = self.rule_from(opts)
+        spec = self.check_weights(rule, opts["enqueue"])
         folder = Path(opts["input"]) if _is_folder(opts["input"]) else None
-        if opts["enqueue"] and (opts["log_csv"] or opts["output"]):
-            raise CommandError("--log-csv and --output write on this machine: use them without --enqueue")
-        if opts["limit"] is not None:
-            if opts["limit"] < 1:
-                raise CommandError("--limit must be at least 1")
-            if opts["enqueue"]:
-                raise CommandError("--limit stops once that many images are kept, which needs the images scored "
-                                   "in order here: use it without --enqueue")
-        try:
-            spec = check_clip_weights()
-            if rule.needs_detector:
-                check_detector_weights()
-        except ModelWeightsMissing as exc:
-            if not opts["enqueue"]:
-                raise CommandError(str(exc)) from None
-            # The workers may be other machines that do have the weights; they fail at once if not.
-            self.stderr.write(f"warning: {exc}")
-            spec = None
-        except ModelConfigError as exc:
-            raise CommandError(str(exc)) from None
         key = key_for_settings(rule)
         names = {}
         input_spec = opts["input"]
@@ -106,28 +81,46 @@ class Command(StageCommand):
             Path(log_csv).parent.mkdir(parents=True, exist_ok=True)
         params = launch.clip_params(input_spec, limit=opts["limit"], device=opts["device"],
                                     batch_size=opts["batch_size"], **rule.as_params())
-        limit = opts["limit"]
-
         def stage(tracker):
-            if not limit:
-                return score_images(tracker, ids, rule=rule, device=opts["device"], batch_size=opts["batch_size"],
-                                    log_csv=log_csv)
-            # Score in id order, never more at once than images still wanted, so the count stops exactly.
-            tracker.set_total(len(ids))
-            done, result = 0, None
-            while done < len(ids) and tracker.counts.get("kept", 0) < limit:
-                chunk = ids[done:done + limit - tracker.counts.get("kept", 0)]
-                done += len(chunk)
-                result = score_images(tracker, chunk, rule=rule, device=opts["device"],
-                                      batch_size=opts["batch_size"], log_csv=log_csv, set_total=False)
-            tracker.set_total(done)
-            return result
+            return score_until_kept(tracker, ids, opts["limit"], rule=rule, device=opts["device"],
+                                    batch_size=opts["batch_size"], log_csv=log_csv)
 
         run = self.run_stage(Run.Kind.CLIP, stage, params, enqueue=opts["enqueue"],
                              launch=lambda p: launch.launch_clip(p, image_ids=ids))
         if opts["output"] and run is not None:
             copied = write_kept(Path(opts["output"]), key, ids, names)
             self.stdout.write(f"copied {copied} kept files to {opts['output']}")
+
+    def rule_from(self, opts):
+        lo, hi = opts["object_count_min"], opts["object_count_max"]
+        if lo is not None and hi is not None and lo > hi:
+            raise CommandError("--object-count-min cannot be greater than --object-count-max")
+        if opts["enqueue"] and (opts["log_csv"] or opts["output"]):
+            raise CommandError("--log-csv and --output write on this machine: use them without --enqueue")
+        if opts["limit"] is not None:
+            if opts["limit"] < 1:
+                raise CommandError("--limit must be at least 1")
+            if opts["enqueue"]:
+                raise CommandError("--limit stops once that many images are kept, which needs the images scored "
+                                   "in order here: use it without --enqueue")
+        return DecisionRule(indoor_margin=opts["indoor_margin"], moderate_margin=opts["moderate_margin"],
+                            object_count_min=lo, object_count_max=hi, detector_threshold=opts["detector_threshold"])
+
+    def check_weights(self, rule, enqueue):
+        """The CLIP spec when its weights are here; None when they are not but workers elsewhere may have them."""
+        try:
+            spec = check_clip_weights()
+            if rule.needs_detector:
+                check_detector_weights()
+            return spec
+        except ModelWeightsMissing as exc:
+            if not enqueue:
+                raise CommandError(str(exc)) from None
+            # The workers may be other machines that do have the weights; they fail at once if not.
+            self.stderr.write(f"warning: {exc}")
+            return None
+        except ModelConfigError as exc:
+            raise CommandError(str(exc)) from None
 
     def import_input_folder(self, folder):
         """Bring a folder's images in through the one ingest path (the crawl app's import_folder); the
@@ -191,3 +184,18 @@ def write_kept(output, key, ids, names):
             fh.write(json.dumps({"sha1": sha1, "source": source, "target": target.name,
                                  "timestamp": time.time()}, ensure_ascii=False) + "\n")
     return copied
+
+
+def score_until_kept(tracker, ids, limit, **scoring):
+    """Score `ids`; with `limit`, in id order and never more at once than images still wanted, so the
+    count of kept images stops exactly at `limit` (what the original's --limit counted)."""
+    if not limit:
+        return score_images(tracker, ids, **scoring)
+    tracker.set_total(len(ids))
+    done, result = 0, None
+    while done < len(ids) and tracker.counts.get("kept", 0) < limit:
+        chunk = ids[done:done + limit - tracker.counts.get("kept", 0)]
+        done += len(chunk)
+        result = score_images(tracker, chunk, set_total=False, **scoring)
+    tracker.set_total(done)
+    return result
