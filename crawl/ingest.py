@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
+from crawl import pixel_budget
 from crawl.fetcher import FetchError
 from crawl.models import Source
 from curation.models import Image
@@ -275,10 +276,14 @@ def examine(data, filters=None):
 
 
 def ingest_bytes(data, sighting, *, run=None, filters=None, tracker=None, extra=None):
-    norm, reason = examine(data, filters)
-    if norm is None:
-        return record(sighting, Outcome.INVALID, run=run, reason=reason, tracker=tracker, extra=extra)
-    image, created = store(norm)
+    # Decoded pixels are what costs memory: a 200 KB PNG can be 64 MP. The budget holds a decode back
+    # until the pixels it declares fit, whatever the number of threads and workers in this process.
+    with pixel_budget.reserve(pixel_budget.declared_pixels(data)):
+        norm, reason = examine(data, filters)
+        if norm is None:
+            return record(sighting, Outcome.INVALID, run=run, reason=reason, tracker=tracker, extra=extra)
+        image, created = store(norm)  # the thumbnail is made from the decoded pixels too
+    del norm
     if created:
         on_image_stored(image)
         return record(sighting, Outcome.STORED, run=run, image=image, tracker=tracker, extra=extra)
@@ -306,7 +311,8 @@ def ingest_url(url, sighting, *, fetcher, run=None, filters=None, tracker=None, 
         if not candidate:
             continue
         try:
-            resp = fetcher.get(candidate)
+            # A cancel stops the transfer in hand, not only the next one.
+            resp = fetcher.get(candidate, check=tracker.check_cancelled if tracker is not None else None)
         except FetchError as exc:
             errors.append(str(exc))
             continue

@@ -23,7 +23,8 @@ def output_folder(output, name, label=""):
     """The folder the original would have written a query's or a seed's files to (a label below it)."""
     folder = Path(output) / original.sanitize(name)
     if label:
-        folder = folder / label
+        # A label is typed by a person (or a web form): like the query, it names one folder, never a path.
+        folder = folder / original.sanitize(label)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
