@@ -153,7 +153,7 @@ class Reviewer(threading.Thread):
             time.sleep(self.rng.uniform(0.1, 0.4))
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--urls", type=int, default=4000, help="URLs in the import list")
@@ -162,17 +162,14 @@ def main():
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("set DATABASE_URL to a scratch Postgres database (16 clients and 4 workers write at once)")
+    return args
 
-    scratch = Path(tempfile.mkdtemp(prefix="sceneimg-soak-"))
-    own_redis = OwnRedis(scratch)
-    own_redis.start()
-    from tests.fakes.image_host import ImageHost
 
-    host = ImageHost("127.0.0.1").__enter__()
-    host_port = host.server.server_address[1]
+def start_stack(scratch, redis_port, host_port):
+    """scripts/run.sh on a free port, a scratch var folder and the test's own Redis; (process, base URL)."""
     port = free_port()
     env = {**os.environ, "DEBUG": "1", "PORT": str(port), "SCENEIMG_VAR_DIR": str(scratch / "var"),
-           "REDIS_URL": f"redis://127.0.0.1:{own_redis.port}/0", "SCENEIMG_SKIP_SETUP": "1",
+           "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "SCENEIMG_SKIP_SETUP": "1",
            "SCENEIMG_FETCH_ALLOW_PRIVATE": f"127.0.0.1:{host_port}", "SCENEIMG_STALE_RUN_SECONDS": "20",
            "SCENEIMG_MAINTENANCE_SECONDS": "10", "SCENEIMG_STOP_GRACE": "5",
            "SCENEIMG_LOGIN_FAILURES_PER_ADDRESS": "1000", "DJANGO_SETTINGS_MODULE": "sceneimg_site.settings"}
@@ -182,7 +179,92 @@ def main():
         subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "manage.py", *command], cwd=ROOT, env=env, check=True)
     stack = subprocess.Popen([str(ROOT / "scripts" / "run.sh")], cwd=ROOT, env=env, start_new_session=True,
                              stdout=open(scratch / "run.log", "wb"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    return stack, f"http://127.0.0.1:{port}"
+
+
+def disturb(args, stack, own_redis, stats, import_again):
+    """Until the time is up: kill a random worker every --kill-every seconds, restart Redis once half-way,
+    and launch the import again whenever it has ended."""
+    started = time.monotonic()
+    ends = started + args.minutes * 60
+    rng, next_kill, restarted = random.Random(7), started + args.kill_every, False
+    while time.monotonic() < ends:
+        time.sleep(1)
+        now = time.monotonic()
+        if now >= next_kill:
+            running = workers(stack.pid)
+            if running:
+                victim = rng.choice(sorted(running))
+                kill_all([*tree(victim), victim])
+                stats.add("worker kills")
+            next_kill = now + args.kill_every
+        if not restarted and now >= started + args.minutes * 30:
+            own_redis.restart(outage=10)
+            stats.add("redis restarts")
+            restarted = True
+        try:
+            import_again()
+        except Exception:
+            stats.add("launch errors (Redis down)")
+
+
+def figures_after(args, stats):
+    """What the run left: the anchored figures (lost reviews, storage out of step, stuck runs) and the rest."""
+    from django.utils import timezone
+
+    from curation import runs
+    from curation.models import Image, Review, Run
+    from curation.storage_check import check
+
+    acknowledged = list(stats.acknowledged)
+    kept = set(Review.objects.filter(pk__in=acknowledged).values_list("pk", flat=True))
+    lost = [pk for pk in acknowledged if pk not in kept]
+    report = check(fix=False, min_age=0)
+    # Stuck: running without a heartbeat for 30 s, or queued with no job left to start it.
+    silent = timezone.now() - timedelta(seconds=30)
+    stuck = [run for run in Run.objects.filter(status__in=Run.ACTIVE)
+             if (run.status == Run.Status.RUNNING and (run.heartbeat_at or run.created_at) < silent)
+             or runs.jobs_lost(run, grace_seconds=60)]
+    running_import = Run.objects.filter(kind=Run.Kind.IMPORT, status=Run.Status.RUNNING).first()
+    figures = [
+        ("minutes", round(args.minutes, 2)),
+        ("requests", stats.counts["requests"]),
+        ("5xx", stats.counts["5xx"]),
+        ("client errors (no answer)", stats.counts["client errors"]),
+        ("decisions acknowledged", stats.counts["decisions acknowledged"]),
+        ("reviews acknowledged (rows written)", stats.counts["reviews acknowledged"]),
+        ("lost reviews", len(lost)),
+        ("worker kills", stats.counts["worker kills"]),
+        ("redis restarts", stats.counts["redis restarts"]),
+        ("import launches", stats.counts["import launches"]),
+        ("images stored", Image.objects.count()),
+        ("runs failed (worker died / jobs lost)", Run.objects.filter(status=Run.Status.FAILED).count()),
+        ("orphan files (no row)", len(report.orphans) + len(report.young)),
+        ("rows without files", len(report.missing)),
+        ("stuck runs", len(stuck)),
+        ("import still running (heartbeat fresh)", int(running_import is not None)),
+    ]
+    return figures + sorted((name, n) for name, n in stats.counts.items() if name.startswith("client error:"))
+
+
+def print_figures(figures):
+    width = max(len(name) for name, _ in figures)
+    for name, value in figures:
+        print(f"{name:<{width}}  {value}")
+    anchored = {"5xx", "lost reviews", "rows without files", "stuck runs"}
+    bad = [name for name, value in figures if name in anchored and value]
+    print("anchor: 0 for " + ", ".join(sorted(anchored)) + (f"; over: {', '.join(bad)}" if bad else "; all at 0"))
+
+
+def main():
+    args = parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="sceneimg-soak-"))
+    own_redis = OwnRedis(scratch)
+    own_redis.start()
+    from tests.fakes.image_host import ImageHost
+
+    host = ImageHost("127.0.0.1").__enter__()
+    stack, base = start_stack(scratch, own_redis.port, host.server.server_address[1])
     try:
         if not wait_for(lambda: _answers(base) and len(workers(stack.pid)) == 4, timeout=180):
             sys.exit(f"the stack did not start; see {scratch / 'run.log'}")
@@ -190,12 +272,9 @@ def main():
 
         django.setup()
         from django.contrib.auth.models import User
-        from django.utils import timezone
 
         from crawl import launch
-        from curation import runs
-        from curation.models import Image, Review, Run
-        from curation.storage_check import check
+        from curation.models import Run
 
         for n in range(CLIENTS):
             User.objects.filter(username=f"soak{n}").delete()
@@ -203,79 +282,24 @@ def main():
         listing = scratch / "urls.txt"
         listing.write_text("".join(
             host.url(f"/slow/{n}.jpg?s=0.2" if n % 3 == 0 else f"/img/{n}.jpg") + "\n" for n in range(args.urls)))
+        stats, stop = Stats(), threading.Event()
 
         def import_again():
-            active = Run.objects.filter(kind=Run.Kind.IMPORT, status__in=Run.ACTIVE).exists()
-            if not active:
+            if not Run.objects.filter(kind=Run.Kind.IMPORT, status__in=Run.ACTIVE).exists():
                 launch.launch_import_urls(launch.import_urls_params(str(listing), label="soak", workers=4), None)
                 stats.add("import launches")
 
-        stats, stop = Stats(), threading.Event()
-        started = time.monotonic()
         import_again()
         reviewers = [Reviewer(n, base, stats, stop) for n in range(CLIENTS)]
         for r in reviewers:
             r.start()
-        ends = started + args.minutes * 60
-        rng, next_kill, restarted = random.Random(7), started + args.kill_every, False
-        while time.monotonic() < ends:
-            time.sleep(1)
-            now = time.monotonic()
-            if now >= next_kill:
-                running = workers(stack.pid)
-                if running:
-                    victim = rng.choice(sorted(running))
-                    kill_all([*tree(victim), victim])
-                    stats.add("worker kills")
-                next_kill = now + args.kill_every
-            if not restarted and now >= started + args.minutes * 30:
-                own_redis.restart(outage=10)
-                stats.add("redis restarts")
-                restarted = True
-            try:
-                import_again()
-            except Exception:
-                stats.add("launch errors (Redis down)")
+        disturb(args, stack, own_redis, stats, import_again)
         stop.set()
         for r in reviewers:
             r.join(35)
         # Let the maintenance loop reap the runs the kills left (stale after 20 s, checked every 10 s).
         time.sleep(45)
-        acknowledged = list(stats.acknowledged)
-        kept = set(Review.objects.filter(pk__in=acknowledged).values_list("pk", flat=True))
-        lost = [pk for pk in acknowledged if pk not in kept]
-        report = check(fix=False, min_age=0)
-        # Stuck: running without a heartbeat for 30 s, or queued with no job left to start it.
-        silent = timezone.now() - timedelta(seconds=30)
-        stuck = [run for run in Run.objects.filter(status__in=Run.ACTIVE)
-                 if (run.status == Run.Status.RUNNING and (run.heartbeat_at or run.created_at) < silent)
-                 or runs.jobs_lost(run, grace_seconds=60)]
-        running_import = Run.objects.filter(kind=Run.Kind.IMPORT, status=Run.Status.RUNNING).first()
-        figures = [
-            ("minutes", round(args.minutes, 2)),
-            ("requests", stats.counts["requests"]),
-            ("5xx", stats.counts["5xx"]),
-            ("client errors (no answer)", stats.counts["client errors"]),
-            ("decisions acknowledged", stats.counts["decisions acknowledged"]),
-            ("reviews acknowledged (rows written)", stats.counts["reviews acknowledged"]),
-            ("lost reviews", len(lost)),
-            ("worker kills", stats.counts["worker kills"]),
-            ("redis restarts", stats.counts["redis restarts"]),
-            ("import launches", stats.counts["import launches"]),
-            ("images stored", Image.objects.count()),
-            ("runs failed (worker died / jobs lost)", Run.objects.filter(status=Run.Status.FAILED).count()),
-            ("orphan files (no row)", len(report.orphans) + len(report.young)),
-            ("rows without files", len(report.missing)),
-            ("stuck runs", len(stuck)),
-            ("import still running (heartbeat fresh)", int(running_import is not None)),
-        ]
-        figures += sorted((name, n) for name, n in stats.counts.items() if name.startswith("client error:"))
-        width = max(len(name) for name, _ in figures)
-        for name, value in figures:
-            print(f"{name:<{width}}  {value}")
-        anchored = {"5xx", "lost reviews", "rows without files", "stuck runs"}
-        bad = [name for name, value in figures if name in anchored and value]
-        print("anchor: 0 for " + ", ".join(sorted(anchored)) + (f"; over: {', '.join(bad)}" if bad else "; all at 0"))
+        print_figures(figures_after(args, stats))
     finally:
         os.kill(stack.pid, signal.SIGTERM)
         try:
