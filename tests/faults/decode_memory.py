@@ -6,10 +6,16 @@ budget. Run in a child process (peak RSS is per process): prints one JSON line.
 import io
 import json
 import os
-import resource
 import sys
 import threading
 from contextlib import nullcontext
+
+
+def high_water_kb():
+    """This process's peak resident memory. Not ru_maxrss: Linux carries that across exec, so a child of
+    a large test process would start at its parent's peak; VmHWM belongs to this process's memory alone."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 
 def main(threads, width, height, memory_mb):
@@ -27,7 +33,7 @@ def main(threads, width, height, memory_mb):
     buf = io.BytesIO()
     Image.new("RGB", (width, height), (120, 80, 40)).save(buf, "PNG")
     data = buf.getvalue()  # a few hundred KB that decode to width x height x 3 bytes
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = high_water_kb()
     start = threading.Barrier(threads)
 
     def one():
@@ -43,7 +49,7 @@ def main(threads, width, height, memory_mb):
         w.start()
     for w in workers:
         w.join()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = high_water_kb()
     print(json.dumps({"file_bytes": len(data), "base_mb": base / 1024, "peak_mb": peak / 1024,
                       "extra_mb": (peak - base) / 1024, "budget_peak_pixels": pixel_budget.budget().peak}))
 
