@@ -10,12 +10,12 @@ SCENEIMG_CLIP_PRETRAINED=none) and cached under var/bench/.
 
 1. Held-out AUC: `curation.learned.fit` on every labelled picture (its own stratified held-out split).
 2. Active learning: a pool and a fixed test set. Starting from 20 random reviews, each round trains
-   the probe (`curation.learned.train_probe`) and asks for 20 more reviews, either the pool pictures
+   the probe (`curation.learned.train_probe`) and asks for `--batch` (40) more reviews, either the pool pictures
    whose probability is closest to 0.5 (the gallery's `sort=uncertain`) or random ones, until the test
    AUC reaches the target (by default 98 % of the AUC with the whole pool reviewed). It prints the
    reviews each order needed, averaged over seeds, and their ratio (the gain).
 
-    .venv/bin/python bench/learned.py [--n 1600] [--seeds 3]
+    .venv/bin/python bench/learned.py [--n 1600] [--seeds 2] [--batch 40]
 
 Anchor: none published for this task; the figures are the gain (random / uncertain, above 1 means
 the uncertain-first order needs fewer reviews) and the held-out AUC against SCENEIMG_LEARNED_MIN_AUC.
@@ -34,7 +34,6 @@ sys.path.insert(0, str(ROOT))
 
 CLUTTER_AT = 12
 SIZE = 224
-BATCH = 20
 
 
 def setup_django():
@@ -99,7 +98,7 @@ def test_auc(x, y, coef, intercept):
     return roc_auc_score(y, probability(x, coef, intercept))
 
 
-def reviews_needed(pool_x, pool_y, test_x, test_y, target, order, seed, limit):
+def reviews_needed(pool_x, pool_y, test_x, test_y, target, order, seed, limit, batch):
     from curation.learned import probability, train_probe
 
     rng = np.random.default_rng(seed)
@@ -112,15 +111,16 @@ def reviews_needed(pool_x, pool_y, test_x, test_y, target, order, seed, limit):
         rest = np.setdiff1d(np.arange(len(pool_y)), labelled)
         if order == "uncertain":
             doubt = np.abs(probability(pool_x[rest], coef, intercept) - 0.5)
-            labelled += list(rest[np.argsort(doubt, kind="stable")[:BATCH]])
+            labelled += list(rest[np.argsort(doubt, kind="stable")[:batch]])
         else:
-            labelled += list(rng.choice(rest, BATCH, replace=False))
+            labelled += list(rng.choice(rest, batch, replace=False))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1600)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=40, help="reviews asked for per round")
     parser.add_argument("--target-share", type=float, default=0.98,
                         help="target test AUC as a share of the AUC with the whole pool reviewed")
     args = parser.parse_args()
@@ -141,11 +141,12 @@ def main():
     full = test_auc(test_x, test_y, *train_probe(pool_x, pool_y))
     target = args.target_share * full
     print(f"active learning: pool {len(pool_y)}, test {len(test_y)}; whole pool reviewed: test AUC {full:.3f}; "
-          f"target {target:.3f}; {BATCH} reviews a round")
+          f"target {target:.3f}; {args.batch} reviews a round")
     needed = {"uncertain": [], "random": []}
     for seed in range(args.seeds):
         for order in needed:
-            needed[order].append(reviews_needed(pool_x, pool_y, test_x, test_y, target, order, seed, len(pool_y)))
+            needed[order].append(reviews_needed(pool_x, pool_y, test_x, test_y, target, order, seed, len(pool_y),
+                                                args.batch))
         print(f"  seed {seed}: uncertain first {needed['uncertain'][-1]} reviews, random {needed['random'][-1]}")
     u, r = np.mean(needed["uncertain"]), np.mean(needed["random"])
     print(f"reviews to reach AUC {target:.3f}: most useful next {u:.0f}, random order {r:.0f}: gain {r / u:.2f}x")

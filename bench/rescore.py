@@ -135,7 +135,9 @@ def main():
         if args.database_url:
             from curation import vector_index
 
-            vector_index.State().write(vector_index.key_dir(KEY))  # the database's rows, not the in-memory ones
+            folder = vector_index.key_dir(KEY)
+            folder.mkdir(parents=True, exist_ok=True)
+            vector_index.State().write(folder)  # the database's rows, not the in-memory ones
             with_database(args.db_rows, args.prompts)
 
 

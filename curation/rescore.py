@@ -15,7 +15,7 @@ from curation.clip import get_clip_scorer, load_prompt_set, resolve_device
 from curation.models import Image
 from curation.scoring import DecisionRule, _Writer, scorer_key
 
-WRITE_CHUNK = 5000  # images per database write
+WRITE_CHUNK = 2000  # images per database write (decisions.decide's own chunk)
 
 
 class RescoreError(ValueError):
