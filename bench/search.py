@@ -128,6 +128,8 @@ def main():
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--spread", type=float, default=0.45,
                         help="per-image variation; larger makes neighbours looser and the index's job harder")
+    parser.add_argument("--subtopics", type=int, default=100,
+                        help="narrow themes per broad theme; 10000 gives nearly every image its own (the hardest case)")
     parser.add_argument("--nprobe", default="", help="comma-separated IVF probes to try (default SCENEIMG_INDEX_NPROBE)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
@@ -139,7 +141,7 @@ def main():
 
         print(f"{args.n:,} embeddings, {DIM}-d; faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads; "
               f"nprobe {', '.join(map(str, probes))}")
-        vectors, centres = embeddings_like_clip(args.n, spread=args.spread)
+        vectors, centres = embeddings_like_clip(args.n, subtopics=args.subtopics, spread=args.spread)
         ids = np.arange(1, args.n + 1, dtype=np.int64)
         seconds = build(ids, vectors)
         kind = "exact" if args.n < settings.SCENEIMG_INDEX_EXACT_BELOW else "IVF"
