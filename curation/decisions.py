@@ -14,7 +14,7 @@ meanwhile is read under the row lock, not from a stale copy.
 """
 from django.db import connection, transaction
 
-from curation.models import AutoStage, Image
+from curation.models import AutoStage, Decision, FilterScore, Image
 
 CHUNK = 2000
 
@@ -39,6 +39,23 @@ def release(stage, rows):
     stage = AutoStage(stage)
     guard = f"{{table}}.auto_stage = {stage.value}"
     return _write(list(rows), guard, [], lambda current: current == stage)
+
+
+def back_to_clip(ids, note=""):
+    """Release rows for `ids`: each image's latest CLIP verdict (the stage below the others), or none."""
+    latest = {}
+    for image_id, passed, key in (FilterScore.objects.filter(image_id__in=list(ids)).order_by("image_id", "-id")
+                                  .values_list("image_id", "passed", "scorer_key")):
+        latest.setdefault(image_id, (passed, key))
+    rows = []
+    for pk in ids:
+        if pk in latest:
+            passed, key = latest[pk]
+            rows.append({"id": pk, "decision": Decision.KEEP if passed else Decision.REJECT, "stage": AutoStage.CLIP,
+                         "reason": f"clip: {'passed' if passed else 'failed'} under {key}{note}"})
+        else:
+            rows.append({"id": pk, "decision": None, "reason": "", "stage": None})
+    return rows
 
 
 def _write(rows, guard, extra_fields, allowed):

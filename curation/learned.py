@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db.models import Max
 
 from curation import bulk_update, decisions, embeddings, vector_index
-from curation.models import AutoStage, Decision, FilterScore, Image, LearnedScorer, Review, Run
+from curation.models import AutoStage, Decision, Image, LearnedScorer, Review, Run
 
 log = logging.getLogger(__name__)
 
@@ -162,26 +162,9 @@ def apply(scorer, tracker=None):
     if deciding:
         stale = stale.filter(learned_keep__isnull=True)
     released = list(stale.values_list("id", flat=True))
-    decisions.release(AutoStage.LEARNED, clip_decisions(released))
+    decisions.release(AutoStage.LEARNED, decisions.back_to_clip(released))
     if tracker is not None and released:
         tracker.count("released", len(released))
-
-
-def clip_decisions(ids):
-    """What the stage below (CLIP) said about each image: its latest FilterScore, or no decision."""
-    latest_score = {}
-    for image_id, passed, key in (FilterScore.objects.filter(image_id__in=ids).order_by("image_id", "-id")
-                                  .values_list("image_id", "passed", "scorer_key")):
-        latest_score.setdefault(image_id, (passed, key))
-    rows = []
-    for pk in ids:
-        if pk in latest_score:
-            passed, key = latest_score[pk]
-            rows.append({"id": pk, "decision": Decision.KEEP if passed else Decision.REJECT, "stage": AutoStage.CLIP,
-                         "reason": f"clip: {'passed' if passed else 'failed'} under {key}"})
-        else:
-            rows.append({"id": pk, "decision": None, "reason": "", "stage": None})
-    return rows
 
 
 def retrain_due():

@@ -23,7 +23,7 @@ from django.db import connection, transaction
 
 from curation import decisions
 from curation.bulk_update import update_rows
-from curation.models import AutoStage, Decision, FilterScore, Image
+from curation.models import AutoStage, Decision, Image
 
 log = logging.getLogger(__name__)
 
@@ -300,29 +300,10 @@ def _apply(ids, reps, current_groups, released_candidates=None):
         released = released.filter(id__in=list(released_candidates))
     released_ids = [pk for pk in released.values_list("id", flat=True) if pk not in member_rep]
     decisions.decide(AutoStage.NEAR_DUPLICATE, rejections)
-    decisions.release(AutoStage.NEAR_DUPLICATE, _restored_decisions(released_ids))
+    decisions.release(AutoStage.NEAR_DUPLICATE, decisions.back_to_clip(released_ids, " (no longer a duplicate)"))
     stats["rejected"] = len(rejections)
     stats["released"] = len(released_ids)
     return stats
-
-
-def _restored_decisions(ids):
-    """An image that stopped being a duplicate gets back its latest CLIP verdict (or none)."""
-    if not ids:
-        return []
-    latest = {}
-    for image_id, passed, key in FilterScore.objects.filter(image_id__in=ids).order_by("image_id", "-id").values_list(
-            "image_id", "passed", "scorer_key"):
-        latest.setdefault(image_id, (passed, key))
-    rows = []
-    for pk in ids:
-        if pk in latest:
-            passed, key = latest[pk]
-            rows.append({"id": pk, "decision": Decision.KEEP if passed else Decision.REJECT, "stage": AutoStage.CLIP,
-                         "reason": f"clip: {'passed' if passed else 'failed'} under {key} (no longer a duplicate)"})
-        else:
-            rows.append({"id": pk, "decision": None, "reason": "", "stage": None})
-    return rows
 
 
 def find_duplicates(tracker=None, threshold=None):
