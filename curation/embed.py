@@ -10,7 +10,7 @@ from curation.clip import get_clip_scorer, resolve_device
 from curation.models import Embedding, Image, Run
 from curation.scoring import DecisionRule, InputError, _Batch, _Pipeline, _run_image_ids, default_batch_size
 
-KIND = "embed"  # the Run kind of this stage
+KIND = Run.Kind.EMBED  # the Run kind of this stage
 
 
 class _EmbeddingWriter:

@@ -27,7 +27,7 @@ from curation.models import AutoStage, Decision, Image, LearnedScorer, Review, R
 
 log = logging.getLogger(__name__)
 
-KIND = "train"  # the Run kind of training (and applying) a scorer
+KIND = Run.Kind.TRAIN  # the Run kind of training (and applying) a scorer
 HOLDOUT = 0.25  # share of the labelled images kept out of training to measure the model
 WRITE_CHUNK = 5000
 

@@ -128,6 +128,9 @@ class Run(models.Model):
         VLM = "vlm"
         EXPORT = "export"
         REVIEW = "review"
+        EMBED = "embed"
+        INDEX = "index"
+        TRAIN = "train"
 
     class Status(models.TextChoices):
         QUEUED = "queued"

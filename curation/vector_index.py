@@ -29,11 +29,11 @@ from django.conf import settings
 from django.db import transaction
 
 from curation import embeddings
-from curation.models import ContentDuplicate, Embedding, Image
+from curation.models import ContentDuplicate, Embedding, Image, Run
 
 log = logging.getLogger(__name__)
 
-KIND = "index"  # the Run kind of a sync
+KIND = Run.Kind.INDEX  # the Run kind of a sync
 
 READ_CHUNK = 10000  # embedding rows per database read
 # Postgres rows can become visible out of id order: each sync looks this many ids back, so a row
