@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "curation",
     "crawl",
     "vlm",
+    "labels",
 ]
 
 MIDDLEWARE = [

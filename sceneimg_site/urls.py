@@ -39,5 +39,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("django-rq/", include((_rq_patterns(), "django_rq"), namespace="django_rq")),
     path("vlm/", include("vlm.urls")),
+    path("labels/", include("labels.urls")),
     path("", include("curation.urls")),
 ]
