@@ -10,7 +10,9 @@ own `stages.py`, the way apps register models with django.contrib.admin:
 - export fields: what an app adds to each exported image's metadata;
 - run images: how to find the images a run brought in or judged;
 - provenance: an app's columns in a snapshot's provenance sheet, and what it adds to the snapshot's own;
-- diff reasons: how to tell that an image changed between two snapshots because of an app's stage.
+- diff reasons: how to tell that an image changed between two snapshots because of an app's stage;
+- gallery toolbar actions: a template shown in the gallery's toolbar (e.g. "save this view");
+- review listeners: what an app does when people's decisions are written (e.g. a queue's lease ends).
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -67,6 +69,8 @@ _run_images: list[Callable] = []
 _followups: dict[str, list[Callable]] = {}
 _provenance: list["Provenance"] = []
 _diff_reasons: list["DiffReason"] = []
+_toolbar_actions: list[Panel] = []
+_review_listeners: list[Callable] = []
 
 
 def _replace(items, item, same):
@@ -189,3 +193,24 @@ def register_diff_reason(label, differs, evidence, *, order=100):
 
 def diff_reasons():
     return list(_diff_reasons)
+
+
+def register_toolbar_action(template, *, order=100):
+    """A template included in the gallery's toolbar, with the gallery's context (`qs`: the current filter).
+    It is inside the part htmx swaps, so it always sees the filter as it is now."""
+    _replace(_toolbar_actions, Panel(template, lambda *args: {}, order), lambda p: p.template == template)
+
+
+def toolbar_actions():
+    return list(_toolbar_actions)
+
+
+def register_review_listener(listener):
+    """listener(reviews) runs inside the transaction that wrote these Review rows (every human decision,
+    one image or many), so what it records commits or rolls back with the decisions themselves."""
+    if listener not in _review_listeners:
+        _review_listeners.append(listener)
+
+
+def review_listeners():
+    return list(_review_listeners)

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
-from curation import gallery
+from curation import gallery, registry
 from curation.models import Decision, Image, Review
 from curation.querysets import id_chunks
 
@@ -58,6 +58,8 @@ def _apply(changes, user, notes, expected=None, client_id=None):
             if old != changes[pk]
         ]
         created = Review.objects.bulk_create(reviews)
+        for listener in registry.review_listeners():
+            listener(created)
         by_value = {}
         for review in reviews:
             by_value.setdefault(review.new, []).append(review.image_id)
