@@ -98,9 +98,9 @@ TRUNCATE curation_image, curation_filterscore, vlm_vlmverdict, vlm_promptversion
          curation_review RESTART IDENTITY CASCADE;
 
 INSERT INTO curation_run (id, kind, label, work_key, params, status, counters, total, jobs_total, jobs_done,
-                          job_ids, error, result, created_at)
+                          job_ids, error, result, notice, created_at)
 SELECT r, CASE WHEN r % 3 = 0 THEN 'import' ELSE 'crawl' END, 'bench run ' || r, '', '{}', 'done',
-       '{}', NULL, 1, 1, '[]', '', '', now() - r * interval '1 hour'
+       '{}', NULL, 1, 1, '[]', '', '', '', now() - r * interval '1 hour'
 FROM generate_series(1, 20) r;
 
 INSERT INTO vlm_promptversion (id, name, system_text, user_template, content_hash, source_file, created_at)

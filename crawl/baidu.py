@@ -204,8 +204,9 @@ def mark_thumbnail_fallback(source, hit):
 
 def crawl_keywords(tracker, queries, *, limit_per_query=200, per_host=None, batch_size=20, debug=False,
                    output=None, label="", filters=None, fetcher=None, skip_known=True, page_size=PAGE_SIZE,
-                   client=None):
-    """Crawl each query and ingest every result. Refused queries are recorded on the Run and skipped."""
+                   client=None, start=0, max_pages=None):
+    """Crawl each query and ingest every result. Refused queries are recorded on the Run and skipped.
+    `start` and `max_pages` let a collect-until-kept round take up one query where the last round left it."""
     queries = [q.strip() for q in queries if q and q.strip()]
     if not queries:
         raise BaiduError("no queries: give --query, --query-file or --default-queries")
@@ -224,7 +225,7 @@ def crawl_keywords(tracker, queries, *, limit_per_query=200, per_host=None, batc
             try:
                 taken = crawl_query(tracker, client, query, pool, limit=limit_per_query, fetcher=fetcher,
                                     filters=filters, output=output, label=label, skip_known=skip_known,
-                                    page_size=page_size, debug=debug)
+                                    page_size=page_size, debug=debug, start=start, max_pages=max_pages)
                 in_a_row = 0
             except BaiduRefused as exc:
                 refused.append(query)
@@ -253,17 +254,19 @@ def _results_counted(tracker):
 
 
 def crawl_query(tracker, client, query, pool, *, limit, fetcher, filters, output=None, label="",
-                skip_known=True, page_size=PAGE_SIZE, debug=False):
-    """Page through one query until `limit` new images are stored (what the original counted: results
-    already seen, duplicates and rejects do not count), Baidu runs dry, or the reachable cap.
+                skip_known=True, page_size=PAGE_SIZE, debug=False, start=0, max_pages=None):
+    """Page through one query from offset `start` until `limit` new images are stored (what the original
+    counted: results already seen, duplicates and rejects do not count), Baidu runs dry, the reachable
+    cap, or `max_pages` pages. The offset reached and a dry query are counted (`_offset`, `_query_ended`)
+    so the next collect-until-kept round knows where to go on.
 
     Returns how many results were processed. Never more downloads run than images are still needed,
     so the limit is met exactly.
     """
     run = tracker.run
     folder = output_folder(output, query, label) if output else None
-    stored, processed, pn = 0, 0, 0
-    while stored < limit and pn < REACHABLE_CAP:
+    stored, processed, pn, pages = 0, 0, start, 0
+    while stored < limit and pn < REACHABLE_CAP and (max_pages is None or pages < max_pages):
         tracker.check_cancelled()
         payload = client.page(query, pn, page_size)
         try:
@@ -307,8 +310,11 @@ def crawl_query(tracker, client, query, pool, *, limit, fetcher, filters, output
             stored += outcomes.count(Source.Outcome.STORED)
             processed += len(batch)
         pn += page.raw_count
-        if page.raw_count == 0 or page.raw_count < page_size:
-            break  # an empty or short page is the end
-        if page.list_num is not None and pn >= page.list_num:
+        pages += 1
+        tracker.count("_offset", page.raw_count)
+        # an empty or short page is the end, and so is the result count Baidu announced or can reach
+        if (page.raw_count == 0 or page.raw_count < page_size or pn >= REACHABLE_CAP
+                or (page.list_num is not None and pn >= page.list_num)):
+            tracker.count("_query_ended")
             break
     return processed
