@@ -28,7 +28,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from curation import embeddings
+from curation import embeddings, runs
 from curation.models import ContentDuplicate, Embedding, Image, Run
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,14 @@ def sync(model_key=None, *, tracker=None, rebuild=False):
             tracker.count("indexed", len(ids))
         stats["duplicates"] = record_content_duplicates(model_key, ids, vecs)
     return stats
+
+
+def sync_after(run, user=None):
+    """The index run that follows a foreground CLIP or embed run: what a worker launches after the
+    last batch of an enqueued one, done here and recorded the same way. Returns the index Run."""
+    params = {"model_key": embeddings.current_key(), "rebuild": False}
+    return runs.run_in_foreground(KIND, lambda t: sync(params["model_key"], tracker=t), params,
+                                  label=f"index after run #{run.pk}", user=user)
 
 
 def _read_new(model_key, state, known):

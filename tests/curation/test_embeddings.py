@@ -1,11 +1,13 @@
 """Stored embeddings: kept by every CLIP pass, reused instead of decoding, indexed for search."""
+import io
+
 import numpy as np
 import pytest
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 
 from curation import embeddings, runs, vector_index
-from curation.models import Embedding, FilterScore, Image
+from curation.models import Embedding, FilterScore, Image, Run
 from curation.scoring import DecisionRule, score_images
 from tests.factories import image_row, stored_image
 
@@ -76,10 +78,28 @@ def test_embed_command_embeds_only_what_lacks_an_embedding(settings):
     call_command("embed", "--device", "cpu")
     assert set(Embedding.objects.values_list("image_id", flat=True)) == {im.pk for im in images}
     assert bytes(Embedding.objects.get(image=images[0]).vector) == before
-    # The command updated the index: every image is searchable.
+    # The command updated the index in a recorded index run: every image is searchable.
     assert vector_index.get(KEY).state.count == 3
+    index_run = Run.objects.get(kind=Run.Kind.INDEX)
+    assert index_run.status == Run.Status.DONE and index_run.counters == {"indexed": 3}
     call_command("embed", "--device", "cpu")  # nothing left: no new rows
     assert Embedding.objects.count() == 3
+
+
+def test_foreground_filter_clip_runs_an_index_run_afterwards_as_the_enqueued_path_does():
+    images = [stored_image(seed, width=96, height=72) for seed in range(3)]
+    call_command("filter_clip", "--indoor-margin", "-2", "--device", "cpu", "--no-index", stdout=io.StringIO())
+    assert not Run.objects.filter(kind=Run.Kind.INDEX).exists()
+    assert vector_index.get(KEY).state.count == 0
+    more = stored_image(7, width=96, height=72)
+    out = io.StringIO()
+    call_command("filter_clip", "--indoor-margin", "-2", "--device", "cpu", stdout=out)
+    clip_run = Run.objects.filter(kind=Run.Kind.CLIP).latest("id")
+    index_run = Run.objects.get(kind=Run.Kind.INDEX)
+    assert (index_run.status, index_run.label) == (Run.Status.DONE, f"index after run #{clip_run.pk}")
+    assert index_run.counters == {"indexed": 4} and f"4 added (run #{index_run.pk})" in out.getvalue()
+    vector_index._loaded.clear()  # as after a restart: the index is read from its files
+    assert sorted(vector_index.get(KEY).ids.tolist()) == sorted(im.pk for im in [*images, more])
 
 
 def exact_top(vecs, ids, query, k):

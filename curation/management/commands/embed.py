@@ -50,5 +50,5 @@ class Command(StageCommand):
         run = self.run_stage(KIND, stage, params, enqueue=opts["enqueue"],
                              launch=lambda p: launch.launch_embed(p, image_ids=ids))
         if run is not None and not opts["enqueue"] and not opts["no_index"]:
-            stats = vector_index.sync()
-            self.stdout.write(f"vector index: {stats['indexed']} added, {stats['total']} in all")
+            index_run = vector_index.sync_after(run)
+            self.stdout.write(f"vector index: {index_run.counters.get('indexed', 0)} added (run #{index_run.pk})")

@@ -8,7 +8,7 @@ from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from curation import launch
+from curation import launch, vector_index
 from curation.clip import ModelConfigError, ModelWeightsMissing, check_clip_weights
 from curation.detector import check_detector_weights
 from curation.models import FilterScore, Image, Run
@@ -53,6 +53,8 @@ class Command(StageCommand):
         parser.add_argument("--log-csv", metavar="PATH",
                             help="append clip_filter_log.csv rows: file, each prompt's score, margins, "
                                  f"object count, decision (default with --output: DIR/{LOG_NAME})")
+        parser.add_argument("--no-index", action="store_true",
+                            help="do not update the vector index afterwards (an enqueued run always does)")
         self.add_enqueue_argument(parser)
 
     def handle(self, *args, **opts):
@@ -87,6 +89,9 @@ class Command(StageCommand):
 
         run = self.run_stage(Run.Kind.CLIP, stage, params, enqueue=opts["enqueue"],
                              launch=lambda p: launch.launch_clip(p, image_ids=ids))
+        if run is not None and not opts["enqueue"] and not opts["no_index"]:
+            index_run = vector_index.sync_after(run)
+            self.stdout.write(f"vector index: {index_run.counters.get('indexed', 0)} added (run #{index_run.pk})")
         if opts["output"] and run is not None:
             copied = write_kept(Path(opts["output"]), key, ids, names)
             self.stdout.write(f"copied {copied} kept files to {opts['output']}")
