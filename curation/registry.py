@@ -67,8 +67,10 @@ _run_panels: list[Panel] = []
 _export_fields: list[ExportFields] = []
 _run_images: list[Callable] = []
 _followups: dict[str, list[Callable]] = {}
+_pipeline_ends: list[Callable] = []
 _provenance: list["Provenance"] = []
 _diff_reasons: list["DiffReason"] = []
+_reconcilers: dict[str, list[Callable]] = {}
 _toolbar_actions: list[Panel] = []
 _review_listeners: list[Callable] = []
 
@@ -147,6 +149,29 @@ def followups(kind):
     return list(_followups.get(kind, []))
 
 
+def register_pipeline_end(hook):
+    """`hook(run)` is called when a pipeline run ends with nothing after it (its last stage, or a stage
+    whose next one could not start): e.g. to start a collection's next round."""
+    if hook not in _pipeline_ends:
+        _pipeline_ends.append(hook)
+
+
+def pipeline_ends():
+    return list(_pipeline_ends)
+
+
+def register_reconcile(kinds, reconcile):
+    """reconcile(run): make a run's counters agree with the rows it wrote. The reaper calls it for a
+    run whose worker died, whose counters may lag the rows committed before the kill."""
+    for kind in kinds:
+        if reconcile not in _reconcilers.setdefault(kind, []):
+            _reconcilers[kind].append(reconcile)
+
+
+def reconcilers(kind):
+    return list(_reconcilers.get(kind, []))
+
+
 def register_run_images(images_of_runs):
     """images_of_runs(run queryset) -> a queryset of Image ids that those runs brought in or judged."""
     if images_of_runs not in _run_images:
@@ -206,8 +231,9 @@ def toolbar_actions():
 
 
 def register_review_listener(listener):
-    """listener(reviews) runs inside the transaction that wrote these Review rows (every human decision,
-    one image or many), so what it records commits or rolls back with the decisions themselves."""
+    """listener(user, {image_id: decision or None}) runs inside the transaction of every human decision, one
+    image or many, so what it records commits or rolls back with the decisions themselves. It hears of
+    decisions that change nothing (the image already had it, so no Review row is written) too."""
     if listener not in _review_listeners:
         _review_listeners.append(listener)
 

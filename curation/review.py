@@ -58,8 +58,9 @@ def _apply(changes, user, notes, expected=None, client_id=None):
             if old != changes[pk]
         ]
         created = Review.objects.bulk_create(reviews)
+        # Told even of decisions that change nothing: a second reviewer agreeing with the first is a decision.
         for listener in registry.review_listeners():
-            listener(created)
+            listener(user, {pk: changes[pk] for pk in current})
         by_value = {}
         for review in reviews:
             by_value.setdefault(review.new, []).append(review.image_id)
