@@ -54,6 +54,8 @@ class Image(models.Model):
     dup_group = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="dup_members"
     )
+    # A person chose this image to represent its group; regrouping keeps it the representative.
+    dup_pinned = models.BooleanField(default=False)
 
 
     class Meta:

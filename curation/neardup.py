@@ -217,14 +217,15 @@ def group_labels(hashes, k):
     return components(len(hashes), i, j)
 
 
-def representatives(labels, area, created, ids):
-    """For each row, the id of its group's representative (largest area, then earliest, then lowest
-    id), or -1 when it is alone."""
+def representatives(labels, area, created, ids, pinned=None):
+    """For each row, the id of its group's representative (the one a person chose, else largest area,
+    then earliest, then lowest id), or -1 when it is alone."""
     n = len(labels)
     rep = np.full(n, -1, dtype=np.int64)
     if n == 0:
         return rep
-    order = np.lexsort((ids, created, -area, labels))
+    chosen = np.zeros(n, dtype=np.int64) if pinned is None else pinned.astype(np.int64)
+    order = np.lexsort((ids, created, -area, -chosen, labels))
     sorted_labels = labels[order]
     starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
     sizes = np.diff(np.r_[starts, n])
@@ -242,18 +243,21 @@ def _threshold(k):
 
 
 def _load(qs):
-    """ids, dhash (uint64), area, created (µs) and current dup_group (-1 when none) as arrays."""
-    rows = qs.order_by("id").values_list("id", "dhash", "width", "height", "created_at", "dup_group_id")
-    ids, hashes, area, created, group = [], [], [], [], []
-    for pk, dhash, w, h, ts, g in rows.iterator(chunk_size=20000):
+    """ids, dhash (uint64), area, created (µs), current dup_group (-1 when none) and whether a person
+    chose the image as its group's representative, as arrays."""
+    rows = qs.order_by("id").values_list("id", "dhash", "width", "height", "created_at", "dup_group_id",
+                                         "dup_pinned")
+    ids, hashes, area, created, group, pinned = [], [], [], [], [], []
+    for pk, dhash, w, h, ts, g, pin in rows.iterator(chunk_size=20000):
         ids.append(pk)
         hashes.append(dhash)
         area.append(w * h)
         created.append(int(ts.timestamp() * 1_000_000))
         group.append(-1 if g is None else g)
+        pinned.append(pin)
     return (np.array(ids, dtype=np.int64), as_unsigned(np.array(hashes, dtype=np.int64)),
             np.array(area, dtype=np.int64), np.array(created, dtype=np.int64),
-            np.array(group, dtype=np.int64))
+            np.array(group, dtype=np.int64), np.array(pinned, dtype=bool))
 
 
 class _GroupLock:
@@ -310,11 +314,11 @@ def find_duplicates(tracker=None, threshold=None):
     """Recompute every near-duplicate group in the collection from scratch."""
     k = _threshold(threshold)
     with _GroupLock():
-        ids, hashes, area, created, current = _load(Image.objects.all())
+        ids, hashes, area, created, current, pinned = _load(Image.objects.all())
         if tracker is not None:
             tracker.set_total(len(ids))
         labels = group_labels(hashes, k)
-        reps = representatives(labels, area, created, ids)
+        reps = representatives(labels, area, created, ids, pinned)
         stats = _apply(ids, reps, current)
     _INDEX.reset()
     if tracker is not None:
@@ -387,8 +391,26 @@ def assign_near_duplicates(image_ids, threshold=None):
         group_ids = set(Image.objects.filter(id__in=near, dup_group__isnull=False).values_list(
             "dup_group_id", flat=True))
         qs = Image.objects.filter(id__in=near) | Image.objects.filter(dup_group_id__in=group_ids)
-        ids, hashes, area, created, current = _load(qs.distinct())
+        ids, hashes, area, created, current, pinned = _load(qs.distinct())
         labels = group_labels(hashes, k)
-        reps = representatives(labels, area, created, ids)
+        reps = representatives(labels, area, created, ids, pinned)
         stats = _apply(ids, reps, current, released_candidates=ids.tolist())
     return {**stats, "images": len(new)}
+
+
+class NotInGroup(ValueError):
+    """The image has no near-duplicates, so it cannot represent a group."""
+
+
+def choose_representative(image_id):
+    """A person makes `image_id` its group's representative: the other members point at it and carry
+    the near-duplicate rejection, it is released from its own, and regrouping keeps the choice."""
+    with _GroupLock():
+        group = Image.objects.filter(pk=image_id).values_list("dup_group_id", flat=True).first()
+        if group is None:
+            raise NotInGroup(f"image #{image_id} has no near-duplicates")
+        members = Image.objects.filter(dup_group_id=group)
+        members.exclude(pk=image_id).update(dup_pinned=False)
+        Image.objects.filter(pk=image_id).update(dup_pinned=True)
+        ids, _, _, _, current, _ = _load(members)
+        return _apply(ids, np.full(len(ids), image_id, dtype=np.int64), current, released_candidates=ids.tolist())
