@@ -4,6 +4,7 @@ from curation import export_views, snapshot_views
 
 urlpatterns = [
     path("", export_views.export_new, name="export_new"),
+    path("count/", export_views.export_count, name="export_count"),
     path("<int:run_id>/", export_views.export_detail, name="export_detail"),
     path("<int:run_id>/progress/", export_views.export_progress, name="export_progress"),
     path("<int:run_id>/download/", export_views.export_download, name="export_download"),

@@ -4,11 +4,12 @@ from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
-from curation import export, launch
+from curation import export, launch, storage
 from curation.forms import ExportLaunchForm
 from curation.gallery import FilterError, estimate_count, querystring_without
 from curation.models import Run, Snapshot
@@ -48,6 +49,8 @@ def export_new(request):
                     return redirect(reverse("curation:export_detail", args=[run.pk]))
     else:
         form = ExportLaunchForm(initial={"filter": _initial_filter(request)})
+    # A refused export (unknown filter key, bad value, too many running) is the client's error: say so.
+    status = 400 if request.method == "POST" and form.errors else 200
     filter_value = form["filter"].value() or ""
     try:
         estimate = estimate_count(filter_value)
@@ -56,7 +59,17 @@ def export_new(request):
     recent = Run.objects.filter(kind=Run.Kind.EXPORT).select_related("created_by").order_by("-id")[:RECENT]
     return render(request, "curation/export.html", {
         "form": form, "estimate": estimate, "recent": [row_context(request, run) for run in recent],
-    })
+    }, status=status)
+
+
+@login_required
+def export_count(request):
+    """The export form's estimate for `filter` as it is being typed (htmx): never a full COUNT(*)."""
+    try:
+        count, exact = estimate_count(request.GET.get("filter", "").strip().lstrip("?"))
+    except FilterError as exc:
+        return HttpResponse(f"filter: {exc}", status=400, content_type="text/plain")
+    return render(request, "curation/_export_count.html", {"estimate": (count, exact)})
 
 
 @login_required
@@ -77,10 +90,11 @@ def export_progress(request, run_id):
 
 def _download(run):
     path = finished_zip(run)
+    stored = stored_zip(run)
     folder = finished_folder(run)
     return {
-        "download_url": reverse("curation:export_download", args=[run.pk]) if path else None,
-        "download_size": path.stat().st_size if path else None,
+        "download_url": reverse("curation:export_download", args=[run.pk]) if path or stored else None,
+        "download_size": path.stat().st_size if path else (default_storage.size(stored) if stored else None),
         "folder": str(folder) if folder and run.params.get("format") == "folder" else "",
         "files": [(name, reverse("curation:export_file", args=[run.pk, name]), size)
                   for name, size in folder_files(folder)] if folder else [],
@@ -116,9 +130,19 @@ def folder_files(folder):
     return [(name, (folder / name).stat().st_size) for name in names if (folder / name).is_file()]
 
 
+def stored_zip(run):
+    """The storage name of the run's zip when it went to media storage (export_outputs.publish) and is there."""
+    if run.status != Run.Status.DONE or not run.result.startswith(export.STORAGE_PREFIX):
+        return None
+    name = run.result[len(export.STORAGE_PREFIX):]
+    return name if default_storage.exists(name) else None
+
+
 def finished_zip(run):
     """The run's zip, only if it is done, a zip, and inside the export folder (never an arbitrary path)."""
     if run.status != Run.Status.DONE or run.params.get("format", "zip") != "zip" or not run.result:
+        return None
+    if run.result.startswith(export.STORAGE_PREFIX):
         return None
     path = Path(run.result).resolve()
     root = export.export_root()
@@ -130,11 +154,18 @@ def finished_zip(run):
 @login_required
 def export_download(request, run_id):
     run = _export_run(run_id)
+    filename = f"sceneimg-export-{run.pk}.zip"
+    stored = stored_zip(run)
+    if stored:
+        url = storage.delivery_url(stored, filename=filename)
+        if url:
+            return redirect(url)  # a presigned URL of the private bucket, valid SCENEIMG_S3_URL_EXPIRY seconds
+        return FileResponse(default_storage.open(stored, "rb"), as_attachment=True, filename=filename,
+                            content_type="application/zip")
     path = finished_zip(run)
     if path is None:
         raise Http404("This export has no file to download (not finished, a folder export, or removed).")
-    return FileResponse(open(path, "rb"), as_attachment=True, filename=f"sceneimg-export-{run.pk}.zip",
-                         content_type="application/zip")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=filename, content_type="application/zip")
 
 
 @login_required
