@@ -1,5 +1,6 @@
 """curation's own stages on the runs page and in the admin, and its detail panel."""
 from django.conf import settings
+from django.db import transaction
 
 from curation import forms, launch, registry, search
 from curation.models import ContentDuplicate, Embedding, Run
@@ -32,7 +33,14 @@ def _clip_after(run):
     return launch.launch_clip(params, run.created_by, parent=run)
 
 
+def _retrain_when_due(user, decided):
+    """People's decisions teach the learned scorer: once they commit, a training run starts if enough
+    new ones came in. A launch that fails (Redis down) must not undo decisions already saved."""
+    transaction.on_commit(lambda: launch.retrain_if_due(user), robust=True)
+
+
 def register():
+    registry.register_review_listener(_retrain_when_due)
     registry.register_followup([Run.Kind.CRAWL, Run.Kind.SIMILAR, Run.Kind.IMPORT], _clip_after)
     registry.register_stage("clip", "CLIP filter", forms.ClipForm, launch.launch_clip, order=50)
     registry.register_stage("dedup", "Near-duplicate grouping", forms.DedupForm, launch.launch_dedup, order=60)
