@@ -38,6 +38,10 @@ def chip_label(name, value):
         return f"{RANGE_WORDS[base]} {'≥' if end == 'min' else '≤'} {value}"
     if name == "verdict" and ":" in value:
         pv, _, decision = value.partition(":")
+        if decision == "judged":
+            return f"judged by prompt version #{pv}"
+        if decision == "none":
+            return f"not judged by prompt version #{pv}"
         return f"prompt version #{pv} says {decision}"
     if name == "group":
         return f"near-duplicates of #{value}"

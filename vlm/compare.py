@@ -8,7 +8,7 @@ costs the same at ten verdicts or ten million.
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from django.db.models import Count, Exists, F, OuterRef, Subquery
+from django.db.models import Avg, Count, Exists, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, Floor
 from django.urls import NoReverseMatch, reverse
 
@@ -28,7 +28,11 @@ class Side:
     backend: str | None = None  # None: any backend (only safe when one backend serves this model)
 
     def verdicts(self):
-        qs = VlmVerdict.objects.filter(prompt_version=self.prompt_version, model=self.model, decision__isnull=False)
+        return self.calls().filter(decision__isnull=False)
+
+    def calls(self):
+        """Every verdict row of this side, errors included (an error was a call, and may have cost)."""
+        qs = VlmVerdict.objects.filter(prompt_version=self.prompt_version, model=self.model)
         return qs if self.backend is None else qs.filter(backend=self.backend)
 
     @property
@@ -74,6 +78,36 @@ class Metrics:
 
 
 @dataclass
+class Usage:
+    """What one side judged and what it cost: every call, not only images people reviewed."""
+    judged: int = 0  # images with a decision from this side
+    calls: int = 0  # verdict rows, errors included
+    errors: int = 0
+    priced: int = 0  # calls with a known cost
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: float | None = None
+
+    @property
+    def cost_per_image(self):
+        return ratio(self.cost_usd, self.judged) if self.priced else None
+
+
+def usage(side):
+    """One aggregate query over the side's verdicts."""
+    row = side.calls().aggregate(
+        judged=Count("image_id", distinct=True, filter=Q(decision__isnull=False)),
+        calls=Count("id"), errors=Count("id", filter=Q(decision__isnull=True)),
+        priced=Count("cost_usd"), cost=Sum("cost_usd"), tin=Sum("input_tokens"), tout=Sum("output_tokens"),
+        latency=Avg("latency_ms"),
+    )
+    return Usage(judged=row["judged"], calls=row["calls"], errors=row["errors"], priced=row["priced"],
+                 cost_usd=row["cost"] or 0.0, input_tokens=row["tin"] or 0, output_tokens=row["tout"] or 0,
+                 latency_ms=row["latency"])
+
+
+@dataclass
 class Comparison:
     a: Side
     b: Side
@@ -85,6 +119,8 @@ class Comparison:
     metrics_b: Metrics = None
     curve_a: list = field(default_factory=list)
     curve_b: list = field(default_factory=list)
+    usage_a: Usage = None
+    usage_b: Usage = None
 
     @property
     def both(self):
@@ -108,11 +144,14 @@ def models_for(prompt_version):
     )
 
 
+def _decision_of(side):
+    """The side's decision on the outer verdict's image, for annotating another side's verdicts."""
+    return Subquery(side.verdicts().filter(image_id=OuterRef("image_id")).order_by("-id").values("decision")[:1])
+
+
 def agreement_table(a, b):
     """(table, only_a, only_b): decisions of A against B on the images both judged."""
-    b_decision = Subquery(
-        b.verdicts().filter(image_id=OuterRef("image_id")).order_by("-id").values("decision")[:1]
-    )
+    b_decision = _decision_of(b)
     table = {x: {y: 0 for y in DECISIONS} for x in DECISIONS}
     only_a = 0
     rows = a.verdicts().annotate(b_decision=b_decision).values("decision", "b_decision").annotate(n=Count("id"))
@@ -123,6 +162,22 @@ def agreement_table(a, b):
             table[row["decision"]][row["b_decision"]] += row["n"]
     only_b = b.verdicts().exclude(Exists(a.verdicts().filter(image_id=OuterRef("image_id")))).count()
     return table, only_a, only_b
+
+
+def disagreements(a, b, limit=6):
+    """A few images on which A and B decided differently, those with a person's decision first:
+    [{"image": id, "human": decision or None, "pairs": [("A", verdict), ("B", verdict)], urls}], two queries."""
+    mine = list(
+        a.verdicts().annotate(b_decision=_decision_of(b)).filter(b_decision__isnull=False)
+        .exclude(decision=F("b_decision")).select_related("image")
+        .order_by(F("image__human_decision").asc(nulls_last=True), "-image_id")[:limit]
+    )
+    theirs = {}
+    for v in b.verdicts().filter(image_id__in=[v.image_id for v in mine]).order_by("id"):
+        theirs[v.image_id] = v  # the newest wins, as in the agreement table
+    return [{"image": v.image_id, "human": v.image.human_decision, "pairs": [("A", v), ("B", theirs[v.image_id])],
+             "thumb_url": _reverse_or("curation:image_thumb", "", args=[v.image_id]),
+             "detail_url": image_url(v.image_id)} for v in mine if v.image_id in theirs]
 
 
 def threshold_counts(side):
@@ -170,6 +225,7 @@ def compare(a, b):
         a=a, b=b, table=table, only_a=only_a, only_b=only_b,
         metrics_a=metrics_from(counts_a), metrics_b=metrics_from(counts_b),
         curve_a=curve_from(counts_a), curve_b=curve_from(counts_b),
+        usage_a=usage(a), usage_b=usage(b),
     )
 
 
@@ -255,3 +311,8 @@ def cell_url(*side_decisions, human=None):
     if human:
         params.append(("human", human))
     return gallery_url(params)
+
+
+def only_url(side, other):
+    """Gallery link for the images `side` judged and `other` did not (errors are not a judgement)."""
+    return cell_url((side, "judged"), (other, "none"))

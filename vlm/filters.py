@@ -12,9 +12,12 @@ FIELDS = {
     "pv": "has a VLM verdict under this PromptVersion id",
     "model": "restrict the verdict filters (pv, verdict, tag) to this VLM model name",
     "backend": "restrict the verdict filters (pv, verdict, tag) to this VLM backend (openai, ollama, ...)",
-    "verdict": "PV:DECISION, repeatable: the verdict under prompt version PV is keep, reject or error",
+    "verdict": "PV:DECISION, repeatable: the verdict under prompt version PV is keep, reject or error; "
+               "PV:judged has a decision (keep or reject), PV:none has none (not judged, or only an error)",
     "tag": "a VLM verdict carries this tag (repeatable: all must match)",
 }
+
+VERDICT_WORDS = ("keep", "reject", "error", "judged", "none")
 
 
 def tagged(verdicts, tags):
@@ -52,11 +55,15 @@ def judged(qs, qd):
     for spec in specs:
         pv_text, _, decision = spec.partition(":")
         decision = decision.lower()
-        if not (pv_text.isascii() and pv_text.isdigit()) or decision not in ("keep", "reject", "error"):
-            raise FilterError(f"verdict: expected PROMPT_VERSION_ID:keep|reject|error, got {spec!r}")
+        if not (pv_text.isascii() and pv_text.isdigit()) or decision not in VERDICT_WORDS:
+            raise FilterError(f"verdict: expected PROMPT_VERSION_ID:{'|'.join(VERDICT_WORDS)}, got {spec!r}")
         cond = base & Q(prompt_version_id=int(pv_text))
-        cond &= Q(decision__isnull=True) if decision == "error" else Q(decision=decision)
-        qs = qs.filter(Exists(VlmVerdict.objects.filter(cond, image=OuterRef("pk"))))
+        if decision in ("keep", "reject"):
+            cond &= Q(decision=decision)
+        else:
+            cond &= Q(decision__isnull=decision == "error")
+        found = Exists(VlmVerdict.objects.filter(cond, image=OuterRef("pk")))
+        qs = qs.filter(~found if decision == "none" else found)
     return qs
 
 

@@ -8,6 +8,7 @@ from curation import calibration, registry
 from vlm import compare as cmp
 from vlm.filters import tagged
 from vlm.models import PromptVersion, VlmVerdict
+from vlm.prompt_diff import prompt_diffs
 
 AUDIT_PAGE = 50
 
@@ -53,15 +54,28 @@ def _cells(comparison):
 
 def _metric_rows(comparison):
     rows = []
-    for name, side, m in (("A", comparison.a, comparison.metrics_a), ("B", comparison.b, comparison.metrics_b)):
+    for name, side, m, usage in (("A", comparison.a, comparison.metrics_a, comparison.usage_a),
+                                 ("B", comparison.b, comparison.metrics_b, comparison.usage_b)):
         rows.append({
-            "name": name, "side": side, "m": m,
+            "name": name, "side": side, "m": m, "usage": usage,
             "tp_url": cmp.cell_url((side, cmp.KEEP), human=cmp.KEEP),
             "fp_url": cmp.cell_url((side, cmp.KEEP), human=cmp.REJECT),
             "fn_url": cmp.cell_url((side, cmp.REJECT), human=cmp.KEEP),
             "tn_url": cmp.cell_url((side, cmp.REJECT), human=cmp.REJECT),
         })
     return rows
+
+
+def _compare_extras(comparison):
+    """The links for images only one side judged, a few disagreements, the prompt texts side by side
+    and what each side cost."""
+    a, b = comparison.a, comparison.b
+    return {
+        "only_a_url": cmp.only_url(a, b), "only_b_url": cmp.only_url(b, a),
+        "disagreements": cmp.disagreements(a, b),
+        "prompt_diffs": prompt_diffs(a.prompt_version, b.prompt_version),
+        "usage_rows": [("A", a, comparison.usage_a), ("B", b, comparison.usage_b)],
+    }
 
 
 @login_required
@@ -86,6 +100,7 @@ def compare_view(request):
             "rows": _cells(comparison),
             "metric_rows": _metric_rows(comparison),
             "chart": cmp.chart(comparison),
+            **_compare_extras(comparison),
         })
         context["same_model"] = (side_a.model, side_a.backend) == (side_b.model, side_b.backend)
     context["calibrations"] = _calibrations(request, [side_a, side_b])
