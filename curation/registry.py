@@ -240,3 +240,21 @@ def register_review_listener(listener):
 
 def review_listeners():
     return list(_review_listeners)
+
+
+_image_facts: list[Callable] = []
+
+
+def register_image_facts(facts):
+    """facts(image ids) -> {image id: short text}: what an app knows about where each image came from,
+    shown where images are compared side by side (a near-duplicate group)."""
+    if facts not in _image_facts:
+        _image_facts.append(facts)
+
+
+def image_facts(ids):
+    out = {}
+    for facts in _image_facts:
+        for pk, text in facts(ids).items():
+            out.setdefault(pk, []).append(text)
+    return out

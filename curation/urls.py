@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from curation import views
+from curation import group_views, views
 
 app_name = "curation"
 urlpatterns = [
@@ -12,6 +12,9 @@ urlpatterns = [
     path("images/<int:pk>/thumb", views.image_file, {"kind": "thumb"}, name="image_thumb"),
     path("images/<int:pk>/full", views.image_file, {"kind": "full"}, name="image_full"),
     path("images/<int:pk>/decide/", views.decide, name="decide"),
+    path("groups/<int:pk>/", group_views.group_detail, name="group"),
+    path("groups/<int:pk>/keep-best", group_views.keep_best, name="group_keep_best"),
+    path("groups/<int:pk>/representative", group_views.choose, name="group_choose"),
     path("review/", views.decide_selection, name="review_selection"),
     path("review/bulk/", views.review_bulk, name="review_bulk"),
     path("review/undo/", views.review_undo, name="review_undo"),

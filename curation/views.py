@@ -1,6 +1,7 @@
 """Gallery, review and image detail views. Thin: filtering lives in gallery.py, decisions in review.py."""
 import mimetypes
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.db.models import Count
@@ -11,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
-from curation import cards, chips, gallery, launch, registry, review
+from curation import cards, chips, gallery, launch, registry, review, storage
 from curation.models import Image, Review, Run
 
 SELECTION_MAX = 5000  # ids in one "apply to selection" request; larger sets go through the filter
@@ -83,9 +84,12 @@ def image_file(request, pk, kind):
     name = Image.objects.filter(pk=pk).values_list(field, flat=True).first()
     if not name:
         raise Http404("no such image")
-    url = default_storage.url(name)
-    if url.startswith(("http://", "https://")):
-        return redirect(url)  # object storage hands out its own (signed) URL
+    url = storage.delivery_url(name)
+    if url:
+        # A private bucket's presigned URL; the redirect may be cached only while the URL is valid.
+        response = redirect(url)
+        response["Cache-Control"] = f"private, max-age={settings.SCENEIMG_S3_URL_EXPIRY // 2}"
+        return response
     try:
         handle = default_storage.open(name, "rb")
     except FileNotFoundError:
@@ -100,7 +104,7 @@ def _card_images(ids, qs=""):
     return cards.with_cards(list(Image.objects.filter(pk__in=ids).only(*gallery.CARD_FIELDS).order_by("-pk")), qs)
 
 
-def _reviewed(response, reviews=(), run=None, undone=False):
+def reviewed(response, reviews=(), run=None, undone=False):
     """Tell the client what changed (for its undo stack). Ids go in the HX-Trigger header only for
     small actions: proxies refuse headers of a few KB, so a larger action's ids ride in the body
     (a hidden element, see _undo_ids.html, that app.js reads from the response) and the header says so."""
@@ -127,7 +131,8 @@ def _oob_cards(request, ids, qs, message=None, level="info"):
 @login_required
 @require_POST
 def decide(request, pk):
-    """Keep, reject or clear one image. htmx gets the swapped card (or the detail's decision panel)."""
+    """Keep, reject or clear one image. htmx gets the swapped card (or the detail's decision panel);
+    the viewer, which draws the image's state itself, gets an empty 204 with the HX-Trigger header."""
     image = get_object_or_404(Image.objects.only("pk"), pk=pk)
     try:
         # A retry carries the client_id of the first try: it answers as the first did.
@@ -136,6 +141,8 @@ def decide(request, pk):
                                       client_id=request.POST.get("client_id") or None)
     except review.ReviewError as exc:
         return HttpResponseBadRequest(str(exc))
+    if request.POST.get("view") == "viewer":
+        return reviewed(HttpResponse(status=204), reviews)
     qs = request.POST.get("qs", "")
     if not request.htmx:
         url = reverse("curation:image_detail", args=[pk])
@@ -146,7 +153,7 @@ def decide(request, pk):
                           {"image": image, "qs": qs, "reviews": _review_history(image)})
     else:
         response = render(request, "curation/_card.html", {"image": _card_images([pk], qs)[0], "qs": qs})
-    return _reviewed(response, reviews)
+    return reviewed(response, reviews)
 
 
 @login_required
@@ -168,7 +175,7 @@ def decide_selection(request):
         return HttpResponseBadRequest(str(exc))
     message = f"{len(reviews)} of {len(ids)} selected images changed."
     response = _oob_cards(request, ids, request.POST.get("qs", ""), message)
-    return _reviewed(response, reviews)
+    return reviewed(response, reviews)
 
 
 @login_required
@@ -184,14 +191,14 @@ def review_bulk(request):
     if outcome == "done":
         response = render(request, "curation/_flash.html",
                           {"message": f"{len(result)} matching images changed.", "level": "info"})
-        response = _reviewed(response, result)
+        response = reviewed(response, result)
     else:
         response = render(request, "curation/_flash.html", {
             "message": f"More than {review.sync_limit()} images match: background run #{result.pk} is "
                        "applying the decision. Reload when it is done.",
             "level": "info", "run": result,
         })
-        response = _reviewed(response, run=result)
+        response = reviewed(response, run=result)
     trigger_client_event(response, "refresh-results", {})
     return response
 
@@ -215,7 +222,7 @@ def review_undo(request):
             "message": f"Background run #{undo_run.pk} is undoing bulk run #{run.pk}.", "level": "info",
             "run": undo_run, "oob": True,
         })
-        return _reviewed(response, run=undo_run, undone=True)
+        return reviewed(response, run=undo_run, undone=True)
     try:
         review_ids = _int_list(request.POST.get("reviews", ""))
         only_image = _int_list(request.POST.get("image", ""))
@@ -249,7 +256,7 @@ def review_undo(request):
             "image": image, "qs": qs, "reviews": _review_history(image), "message": message, "oob": True})
     else:
         response = _oob_cards(request, ids, qs, message)
-    return _reviewed(response, reviews, undone=True)
+    return reviewed(response, reviews, undone=True)
 
 
 def _review_history(image):
