@@ -77,8 +77,8 @@ def queue_detail(request, pk):
     if not _may_see(queue, request.user):
         return HttpResponseForbidden("This queue is not assigned to you.")
     per_reviewer = {row["reviewer"]: row for row in QueueItem.objects.filter(queue=queue).values("reviewer").annotate(
-        done=Count("id", filter=Q(done=True)), held=Count("id", filter=Q(done=False)))}
-    reviewers = [{"user": user, **per_reviewer.get(user.pk, {"done": 0, "held": 0})}
+        decided=Count("id", filter=Q(done=True)), holding=Count("id", filter=Q(done=False)))}
+    reviewers = [{"user": user, **per_reviewer.get(user.pk, {"decided": 0, "holding": 0})}
                  for user in queue.reviewers.order_by("username")]
     return render(request, "team/queue_detail.html", {
         "queue": queue, "reviewers": reviewers, "agreement": agreement.agreement(queue),

@@ -113,7 +113,7 @@ def test_the_overlap_sample_goes_to_both_overlap_reviewers_and_no_one_else(setti
     assert got_ann == got_bob == sample
 
 
-def test_agreement_is_cohens_kappa_over_both_reviewers_decisions(settings, people, make_queue):
+def test_agreement_is_cohens_kappa_over_both_reviewers_decisions(client, settings, people, make_queue):
     settings.SCENEIMG_TEAM_BATCH = 100
     rows(40)
     _, ann, bob, _ = people
@@ -128,6 +128,10 @@ def test_agreement_is_cohens_kappa_over_both_reviewers_decisions(settings, peopl
         review.set_decision([pk], b, bob)
     result = agreement.agreement(queue)
     assert result.both == len(ids)
+    client.force_login(people[0])
+    page = client.get(f"/team/queues/{queue.pk}/").content.decode()
+    assert f'<b id="agreement-kappa">{result.kappa:.3f}</b>' in page
+    assert f'<tr id="reviewer-{ann.pk}"><td>ann</td><td class="reviewer-decided">{len(ids)}</td>' in page
     assert result.agreed == sum(a == b for a, b in zip(ann_says, bob_says, strict=True))
     assert result.kappa == pytest.approx(cohen_kappa_score(ann_says, bob_says))
     listed = agreement.disagreements(queue)
