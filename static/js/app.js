@@ -261,7 +261,7 @@
     var target = job.swapTarget ? document.querySelector(job.swapTarget) : null;
     var hadFocus = target && target.contains(document.activeElement);
     if (target) htmx.swap(target, outcome.text, { swapStyle: "outerHTML", ignoreTitle: true });
-    else htmx.swap(body(), outcome.text, { swapStyle: "none", ignoreTitle: true }); // out-of-band parts only
+    else if (outcome.text) htmx.swap(body(), outcome.text, { swapStyle: "none", ignoreTitle: true }); // out-of-band parts only
     if (hadFocus && job.swapTarget && (document.activeElement === body() || !document.activeElement)) {
       var again = document.querySelector(job.swapTarget);
       if (again) again.focus({ preventScroll: true });
@@ -361,9 +361,10 @@
       decision: decision,
       url: url,
       values: { decision: decision, client_id: newClientId() },
-      swapTarget: view === "detail" ? "#decision" : "#card-" + imageId,
+      // The viewer has no card to swap: it asks for the bare 204 and paints the state itself.
+      swapTarget: view === "detail" ? "#decision" : view === "viewer" ? null : "#card-" + imageId,
     };
-    if (view === "detail") job.values.view = "detail";
+    if (view === "detail" || view === "viewer") job.values.view = view;
     setSave(job, "pending");
     enqueue(job);
   }
@@ -425,6 +426,14 @@
     return !(typing(active) || active.closest("#filter-form, .filters, dialog"));
   }
 
+  // The toolbar's Viewer link opens the viewer at the cursor, in the same filter and order.
+  function pointViewer() {
+    var link = document.getElementById("open-viewer");
+    if (!link) return;
+    var base = link.dataset.base;
+    link.href = focusedId ? base + (base.indexOf("?") < 0 ? "?" : "&") + "at=" + focusedId : base;
+  }
+
   function setFocus(card, scroll) {
     document.querySelectorAll("#grid .card.is-focused").forEach(function (c) {
       c.classList.remove("is-focused");
@@ -432,9 +441,11 @@
     });
     if (!card) {
       focusedId = null;
+      pointViewer();
       return;
     }
     focusedId = card.dataset.id;
+    pointViewer();
     card.classList.add("is-focused");
     card.tabIndex = 0; // Tab into the grid lands on the cursor
     if (!card.contains(document.activeElement) && mayTakeFocus()) card.focus({ preventScroll: true });
@@ -661,6 +672,7 @@
       case "u": undo(); return true;
       case "Enter":
       case "o": if (focused()) go(focused().dataset.detail); return true;
+      case "v": var viewerLink = document.getElementById("open-viewer"); if (viewerLink) go(viewerLink.href); return true;
       case "x":
       case " ": if (focused()) toggleSelect(focused()); return true;
       case "a": cards().forEach(function (c) { selected.add(c.dataset.id); }); renderSelection(); return true;
