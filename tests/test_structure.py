@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("sceneimg_site", "curation", "crawl", "vlm")
+PACKAGES = ("sceneimg_site", "curation", "crawl", "vlm", "team")
 
 
 def module_name(path):
@@ -73,7 +73,7 @@ def cycles(graph):
 
 
 def test_curation_imports_neither_crawl_nor_vlm():
-    offenders = {name: sorted(d for d in deps if d.split(".")[0] in ("crawl", "vlm"))
+    offenders = {name: sorted(d for d in deps if d.split(".")[0] in ("crawl", "vlm", "team"))
                  for name, deps in import_graph().items() if name.split(".")[0] == "curation"}
     assert {k: v for k, v in offenders.items() if v} == {}
 
@@ -94,7 +94,7 @@ def registers(path):
                for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))
 
 
-@pytest.mark.parametrize("app", ["curation", "crawl", "vlm"])
+@pytest.mark.parametrize("app", ["curation", "crawl", "vlm", "team"])
 def test_each_app_registers_from_its_stages_module_only(app):
     modules = project_modules()
     assert sorted(name for name, path in modules.items() if name.split(".")[0] == app and registers(path)) == [
