@@ -14,10 +14,12 @@ class VlmForm(forms.Form):
     run = forms.IntegerField(required=False, min_value=1, help_text="images sighted, scored or judged in this run")
     decision = forms.ChoiceField(required=False, choices=[("", "—")] + [(d, d) for d in DECISION_CHOICES])
     passed_clip = forms.BooleanField(required=False, label="Only images that passed a CLIP filter")
+    judged = forms.BooleanField(required=False, label="Only images this prompt and model already judged",
+                                help_text="re-decides them with the min-score below, without asking the model again")
     limit = forms.IntegerField(required=False, min_value=1)
     min_score = forms.FloatField(min_value=0, max_value=1)
-    workers = forms.IntegerField(min_value=1, max_value=64)
-    timeout = forms.FloatField(min_value=1)
+    workers = forms.IntegerField(required=False, min_value=1, max_value=64, help_text="default SCENEIMG_VLM_WORKERS")
+    timeout = forms.FloatField(required=False, min_value=1, help_text="seconds; default SCENEIMG_VLM_TIMEOUT")
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("initial", {
@@ -28,8 +30,9 @@ class VlmForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if not (data.get("run") or data.get("decision") or data.get("passed_clip")):
-            raise forms.ValidationError("Say what to judge: a run, a final decision, or only images that passed CLIP.")
+        if not (data.get("run") or data.get("decision") or data.get("passed_clip") or data.get("judged")):
+            raise forms.ValidationError("Say what to judge: a run, a final decision, only images that passed CLIP, "
+                                        "or only images already judged.")
         return data
 
     def params(self):

@@ -237,11 +237,15 @@ def _explicit_inputs(selection, input_dir, input_manifest):
     return ok
 
 
-def select(*, input_dir=None, input_manifest=None, run=None, decision=None, passed_clip=False, limit=None):
-    """The images to judge, in a stable order, each once."""
-    if not any([input_dir, input_manifest, run, decision, passed_clip]):
+def select(*, input_dir=None, input_manifest=None, run=None, decision=None, passed_clip=False, limit=None,
+           judged_by=None):
+    """The images to judge, in a stable order, each once.
+
+    `judged_by` (prompt version id, backend, model): only images with a verdict (not an error) from that
+    side, so a run with a new --min-score re-decides them without asking the model again."""
+    if not any([input_dir, input_manifest, run, decision, passed_clip, judged_by]):
         raise InputError("say what to judge: --input-dir, --input-manifest, or a selection "
-                         "(--run, --decision, --passed-clip)")
+                         "(--run, --decision, --passed-clip, --judged)")
     if input_dir and input_manifest:
         raise InputError("give --input-dir or --input-manifest, not both")
     if decision and decision not in DECISION_CHOICES:
@@ -263,13 +267,17 @@ def select(*, input_dir=None, input_manifest=None, run=None, decision=None, pass
         qs = qs.filter(final_decision=decision)
     if passed_clip:
         qs = qs.filter(pk__in=FilterScore.objects.filter(passed=True).values("image_id"))
+    if judged_by:
+        version_id, backend, model = judged_by
+        qs = qs.filter(pk__in=VlmVerdict.objects.filter(
+            prompt_version_id=version_id, backend=backend, model=model, error="").values("image_id"))
 
     if entries is None:
         ids = list(qs.order_by("id").values_list("id", flat=True))
         if limit:
             ids = ids[:limit]
     else:
-        if run or decision not in (None, "any") or passed_clip:
+        if run or decision not in (None, "any") or passed_clip or judged_by:
             candidates = list(dict.fromkeys(e["image_id"] for e in entries))
             allowed = set()
             for i in range(0, len(candidates), CHUNK):

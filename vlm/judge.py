@@ -10,10 +10,7 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -22,8 +19,10 @@ from django.db import transaction
 from curation import decisions, runs
 from curation.models import AutoStage, Image, Run
 from vlm import backends as vlm_backends
+from vlm import calls
+from vlm.calls import Outcome
 from vlm.models import PromptVersion, VlmVerdict
-from vlm.normalise import NormaliseError, final_decision, normalise, reply_json, split_tags
+from vlm.normalise import final_decision, reply_json, split_tags
 from vlm.prompts import active_version, render_user
 
 log = logging.getLogger(__name__)
@@ -37,20 +36,6 @@ UPDATE_FIELDS = [
 ]
 
 
-@dataclass
-class Outcome:
-    image_id: int
-    decision: str | None = None
-    score: float | None = None
-    reason: str = ""
-    tags: list = field(default_factory=list)
-    raw: str = ""
-    error: str = ""
-    latency_ms: int | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-
-
 def judge_images(tracker, *, image_ids, prompt_version_id, backend, model, min_score=None, workers=None,
                  timeout=None, seed=0, base_url=None, outputs=None, batch_key=None):
     """Judge `image_ids` under one prompt version with one backend and model.
@@ -62,13 +47,13 @@ def judge_images(tracker, *, image_ids, prompt_version_id, backend, model, min_s
     min_score = settings.SCENEIMG_VLM_MIN_SCORE if min_score is None else min_score
     workers = max(1, workers or settings.SCENEIMG_VLM_WORKERS)
     timeout = timeout or settings.SCENEIMG_VLM_TIMEOUT
+    ids = list(dict.fromkeys(int(i) for i in image_ids))
+    tracker.add_total(len(ids))  # first, so that a batch failing below still has its images in the total
     version = PromptVersion.objects.get(pk=prompt_version_id)
     active = active_version()
     drives_decision = active is not None and active.pk == version.pk
     run_id = tracker.run.pk if tracker.run is not None else None
 
-    ids = list(dict.fromkeys(int(i) for i in image_ids))
-    tracker.add_total(len(ids))
     done = set()
     for i in range(0, len(ids), CHUNK):
         done.update(VlmVerdict.objects.filter(
@@ -79,7 +64,7 @@ def judge_images(tracker, *, image_ids, prompt_version_id, backend, model, min_s
     pending_ids = [i for i in ids if i not in done]
     images = {}
     for i in range(0, len(pending_ids), CHUNK):
-        images.update(Image.objects.only("id", "file", "width", "height").in_bulk(pending_ids[i:i + CHUNK]))
+        images.update(Image.objects.only("id", "file", "thumbnail", "width", "height").in_bulk(pending_ids[i:i + CHUNK]))
     vanished = [i for i in pending_ids if i not in images]
     if vanished:  # deleted since they were selected: nothing to attach a verdict to
         tracker.count("error", len(vanished))
@@ -91,11 +76,11 @@ def judge_images(tracker, *, image_ids, prompt_version_id, backend, model, min_s
         # and re-running over a selection is how a newly activated prompt version takes effect.
         writer.apply_existing([i for i in ids if i in done])
     if pending:
-        client = vlm_backends.make_backend(backend, model, timeout=timeout, base_url=base_url)
-        try:
-            _judge_concurrently(pending, client, version, seed, workers, writer, tracker)
-        finally:
-            client.close()
+        spec = calls.Spec(backend, model, timeout, version.system_text, seed, settings.SCENEIMG_VLM_IMAGE_SIDE,
+                          base_url)
+        child_cpu = calls.judge_all(pending, spec, workers=workers, writer=writer, tracker=tracker,
+                                    user_for=lambda image: render_user(version, width=image.width, height=image.height))
+        tracker.counts["_child_cpu_s"] = tracker.counts.get("_child_cpu_s", 0) + child_cpu
     writer.flush()
     if run_id is not None:
         _summarise_errors(run_id)
@@ -106,68 +91,6 @@ def judge_images(tracker, *, image_ids, prompt_version_id, backend, model, min_s
                           output=outputs.get("output"), keep_dir=outputs.get("keep_dir"),
                           reject_dir=outputs.get("reject_dir"))
     return dict(tracker.counts)
-
-
-def _judge_concurrently(images, client, version, seed, workers, writer, tracker):
-    stop = threading.Event()
-    policy = vlm_backends.RetryPolicy.from_settings()
-    side = settings.SCENEIMG_VLM_IMAGE_SIDE
-
-    def judge_one(image):
-        outcome = Outcome(image.pk)
-        try:
-            with image.file.storage.open(image.file.name, "rb") as fh:
-                data = fh.read()
-            jpeg, _ = vlm_backends.prepare_image(data, side)
-            user = render_user(version, width=image.width, height=image.height)
-            reply = vlm_backends.call_with_retries(
-                lambda: client.call(version.system_text, user, jpeg), policy,
-                vlm_backends.rng_for(seed, image.pk), wait=stop.wait, label=f"image #{image.pk}",
-            )
-        except vlm_backends.BackendError as exc:
-            outcome.error, outcome.raw = client.redact(str(exc)), client.redact(exc.raw)
-            return outcome
-        except Exception as exc:  # a broken file or a bug for one image must not lose the others
-            outcome.error = client.redact(f"{type(exc).__name__}: {exc}")[:2000]
-            return outcome
-        outcome.raw, outcome.latency_ms = reply.raw, reply.latency_ms
-        outcome.input_tokens, outcome.output_tokens = reply.input_tokens, reply.output_tokens
-        try:
-            verdict = normalise(reply.text)
-        except NormaliseError as exc:
-            outcome.error = client.redact(str(exc))
-            return outcome
-        outcome.decision, outcome.score = verdict.decision, verdict.score
-        outcome.reason, outcome.tags = client.redact(verdict.reason), [client.redact(t) for t in verdict.tags]
-        return outcome
-
-    queue = iter(images)
-    in_flight = set()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vlm") as pool:
-        try:
-            while True:
-                while len(in_flight) < workers * 2 and not stop.is_set():
-                    image = next(queue, None)
-                    if image is None:
-                        break
-                    in_flight.add(pool.submit(judge_one, image))
-                if not in_flight:
-                    break
-                finished, in_flight = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    writer.add(future.result())
-                writer.maybe_flush()
-                tracker.check_cancelled()
-        except BaseException:
-            # Cancelled (or interrupted): let running calls give up at their next wait, keep what came back.
-            stop.set()
-            for future in in_flight:
-                future.cancel()
-            for future in in_flight:
-                if not future.cancelled():
-                    writer.add(future.result())
-            writer.flush()
-            raise
 
 
 class _Writer:
@@ -251,13 +174,46 @@ class _Writer:
 
 
 def _summarise_errors(run_id):
-    """The run's error field lists its failed images (the run itself still finishes as done)."""
+    """The run's error field lists its failed batches and images (the run itself still finishes as done)."""
     failed = VlmVerdict.objects.filter(run_id=run_id).exclude(error="")
     n = failed.count()
-    if not n:
-        return
-    first = "; ".join(f"#{i}: {e[:120]}" for i, e in failed.order_by("image_id").values_list("image_id", "error")[:5])
-    Run.objects.filter(pk=run_id).update(error=f"{n} image(s) failed: {first}"[:5000])
+    batches = (Run.objects.filter(pk=run_id).values_list("counters", flat=True).first() or {}).get("_failed_batches", {})
+    parts = [f"batch {key} failed ({why})" for key, why in sorted(batches.items())]
+    if n:
+        first = "; ".join(f"#{i}: {e[:120]}" for i, e in failed.order_by("image_id").values_list("image_id", "error")[:5])
+        parts.append(f"{n} image(s) failed: {first}")
+    if parts:
+        Run.objects.filter(pk=run_id).update(error="; ".join(parts)[:5000])
+
+
+def batch_failed(tracker, exc, *, image_ids, prompt_version_id, backend, model, min_score=None, outputs=None,
+                 batch_key=None, **_):
+    """A batch of a split run raised: its images that have no outcome yet count as errors, the run
+    records the batch and why, and the run goes on with its other batches (and writes the output files
+    when this was the last one)."""
+    n = len(dict.fromkeys(int(i) for i in image_ids))
+    missing = n - sum(tracker.counts.get(k, 0) for k in ("skipped", "kept", "rejected", "error"))
+    if missing > 0:
+        tracker.count("error", missing)
+    tracker.flush()
+    run_id = tracker.run.pk if tracker.run is not None else None
+    if run_id is None:
+        return dict(tracker.counts)
+    why = f"{missing} image(s) without a verdict: {type(exc).__name__}: {vlm_backends.redact(str(exc))}"[:500]
+    with transaction.atomic():
+        run = Run.objects.select_for_update().only("counters").get(pk=run_id)
+        run.counters.setdefault("_failed_batches", {})[batch_key or "all"] = why
+        run.counters["failed_batches"] = len(run.counters["_failed_batches"])
+        Run.objects.filter(pk=run_id).update(counters=run.counters)
+    _summarise_errors(run_id)
+    if outputs and any(outputs.get(k) for k in ("output", "keep_dir", "reject_dir")):
+        if batch_key is None or _last_batch(run_id, batch_key):
+            version = PromptVersion.objects.get(pk=prompt_version_id)
+            min_score = settings.SCENEIMG_VLM_MIN_SCORE if min_score is None else min_score
+            write_outputs(_load_selection(outputs), version=version, backend=backend, model=model,
+                          min_score=min_score, output=outputs.get("output"), keep_dir=outputs.get("keep_dir"),
+                          reject_dir=outputs.get("reject_dir"))
+    return dict(tracker.counts)
 
 
 def _last_batch(run_id, batch_key):

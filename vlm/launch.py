@@ -19,7 +19,7 @@ from vlm.inputs import InputError, Selection, select
 from vlm.judge import save_selection
 from vlm.prompts import PromptError, active_version, latest_version, sync_prompts
 
-INPUT_KEYS = ("input_dir", "input_manifest", "run", "decision", "passed_clip")
+INPUT_KEYS = ("input_dir", "input_manifest", "run", "decision", "passed_clip", "judged")
 OUTPUT_KEYS = ("output", "keep_dir", "reject_dir")
 
 
@@ -63,7 +63,8 @@ def plan_vlm(options):
         version = latest_version(o["prompt"]) if o["prompt"] else active
         if version is None:
             raise PromptError("no prompt versions: add prompts/v1.toml and run sync_prompts")
-        selection = select(limit=o["limit"], **{k: o[k] for k in INPUT_KEYS})
+        judged_by = (version.pk, backend, model) if o["judged"] else None
+        selection = select(limit=o["limit"], judged_by=judged_by, **{k: o[k] for k in INPUT_KEYS if k != "judged"})
     except (ValueError, PromptError, InputError) as exc:
         raise LaunchError(str(exc)) from None
     stage = {"prompt_version_id": version.pk, "backend": backend, "model": model, "min_score": o["min_score"],

@@ -29,6 +29,9 @@ class Command(BaseCommand):
         src.add_argument("--run", type=int, help="images sighted, scored or judged in this run")
         src.add_argument("--decision", choices=DECISION_CHOICES, help="images with this final decision")
         src.add_argument("--passed-clip", action="store_true", help="images that passed a CLIP filter")
+        src.add_argument("--judged", action="store_true",
+                         help="images this prompt version, backend and model already judged: a new --min-score "
+                              "re-decides them without asking the model")
         src.add_argument("--limit", type=int, help="only the first N images (spot checks)")
         parser.add_argument("-o", "--output", help="JSONL of verdicts; failures go to <output stem>.errors.json")
         parser.add_argument("--backend", choices=backends.BACKENDS, default=settings.SCENEIMG_VLM_BACKEND)
