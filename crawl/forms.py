@@ -6,7 +6,7 @@ from pathlib import Path
 from django import forms
 from django.conf import settings
 
-from crawl import baidu_similar, launch
+from crawl import baidu_similar, expand_kept, launch
 from crawl import queries as builtin_queries
 from crawl.ingest import FILTER_KEYS
 from curation.models import Image
@@ -60,6 +60,12 @@ class CrawlFields(IngestFilterFields):
     output = forms.CharField(required=False, max_length=1000, label="Also write files to (server folder)",
                              help_text="the old folder layout with sidecar JSON; leave empty for none")
     per_host = forms.IntegerField(required=False, min_value=1, max_value=64, help_text="downloads at once per host")
+    until_kept = forms.IntegerField(required=False, min_value=1, max_value=100_000, label="Collect until kept",
+                                    help_text="go on, round after round, until this many new images passed CLIP "
+                                              "and the VLM (implies 'Then score and judge')")
+    max_fetches = forms.IntegerField(required=False, min_value=1, max_value=10_000_000,
+                                     label="At most this many results",
+                                     help_text="with 'Collect until kept': the budget (default 50 per image wanted)")
 
     def clean_output(self):
         if not self.cleaned_data["output"]:
@@ -73,7 +79,7 @@ class CrawlFields(IngestFilterFields):
         c = self.cleaned_data
         label = c["label"] or (launch.timestamp_label() if c["timestamp_subdir"] else "")
         return {"per_host": c["per_host"], "debug": c["debug"], "output": c["output"] or None, "label": label,
-                **self.filters()}
+                "until_kept": c["until_kept"], "max_fetches": c["max_fetches"], **self.filters()}
 
 
 class KeywordCrawlForm(CrawlFields):
@@ -166,6 +172,24 @@ class SimilarForm(CrawlFields):
             max_concurrent=c["max_concurrent"], dhash_threshold=c["dhash_threshold"],
             dhash_min_distance=c["dhash_min_distance"], use_dhash=not c["no_phash"], dedup=not c["no_dedup"],
             **self.common())
+
+
+class ExpandKeptForm(IngestFilterFields):
+    kept = forms.ChoiceField(choices=list(expand_kept.KEPT_CHOICES.items()), initial="both",
+                             label="Seed with images", widget=forms.RadioSelect)
+    seeds = forms.IntegerField(min_value=1, max_value=1000, initial=20, label="How many seeds",
+                               help_text="the newest kept images not used as a seed before")
+    limit_per_seed = forms.IntegerField(min_value=1, max_value=2000, initial=150)
+    until_kept = CrawlFields.base_fields["until_kept"]
+    max_fetches = CrawlFields.base_fields["max_fetches"]
+    label = forms.CharField(required=False, max_length=200)
+    field_order = ["kept", "seeds", "limit_per_seed", "until_kept", "max_fetches", "label"]
+
+    def params(self):
+        c = self.cleaned_data
+        return expand_kept.expand_kept_params(
+            kept=c["kept"], seeds=c["seeds"], limit_per_seed=c["limit_per_seed"], until_kept=c["until_kept"],
+            max_fetches=c["max_fetches"], label=c["label"], **self.filters())
 
 
 class FolderImportForm(IngestFilterFields):

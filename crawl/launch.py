@@ -8,7 +8,7 @@ import argparse
 from django.conf import settings
 from django.utils import timezone
 
-from crawl import jobs
+from crawl import jobs, rounds
 from crawl.ingest import FILTER_KEYS
 from curation import runs
 from curation.models import Run
@@ -39,34 +39,49 @@ def pipeline_option(opts):
     return settings.SCENEIMG_PIPELINE if opts.get("pipeline") is None else opts["pipeline"]
 
 
+def add_collect_arguments(parser, *, unit):
+    parser.add_argument("--until-kept", type=int, metavar="N",
+                        help=f"collect until N new images passed the pipeline: {unit} after {unit}, each round's "
+                             f"CLIP and VLM judging before the next (implies --pipeline)")
+    parser.add_argument("--max-fetches", type=int, metavar="M",
+                        help="with --until-kept: stop after M results in all (default 50 x N)")
+
+
 def crawl_params(queries, *, limit_per_query=200, per_host=None, batch_size=20, debug=False, output=None,
-                 label="", **options):
+                 label="", until_kept=None, max_fetches=None, round_pages=2, **options):
     return {"queries": list(queries), "limit_per_query": limit_per_query, "per_host": per_host,
             "batch_size": batch_size, "debug": debug, "output": output, "label": label,
-            **_extras(options)}
+            **_extras(options), **rounds.collect_params(until_kept, max_fetches=max_fetches, round_pages=round_pages,
+                                                        limit_per_query=limit_per_query)}
 
 
-def launch_crawl(params, user=None):
+def launch_crawl(params, user=None, *, parent=None):
     """Enqueue one keyword crawl as one job: queries run one after another from one cookie jar, as a
-    browser would; spreading them over workers would only trip Baidu's anti-spider limits sooner."""
-    return runs.launch(Run.Kind.CRAWL, jobs.crawl_baidu_job, params, queue=queues.CRAWL, label=params["label"],
-                       user=user)
+    browser would; spreading them over workers would only trip Baidu's anti-spider limits sooner.
+    A collection's round runs the query under its cursor only (crawl/rounds.py)."""
+    job = rounds.crawl_round_job if rounds.is_collection(params) else jobs.crawl_baidu_job
+    return runs.launch(Run.Kind.CRAWL, job, params, queue=queues.CRAWL, label=params["label"], user=user,
+                       parent=parent)
 
 
 def similar_params(seeds, *, limit_per_seed=150, per_host=None, batch_size=16, max_concurrent=3,
                    dhash_threshold=18, dhash_min_distance=4, use_dhash=True, dedup=True, debug=False, output=None,
-                   label="", **options):
+                   label="", until_kept=None, max_fetches=None, **options):
     return {"seeds": list(seeds), "limit_per_seed": limit_per_seed, "per_host": per_host,
             "batch_size": batch_size, "max_concurrent": max_concurrent, "dhash_threshold": dhash_threshold,
             "dhash_min_distance": dhash_min_distance, "use_dhash": use_dhash, "dedup": dedup, "debug": debug,
-            "output": output, "label": label, **_extras(options)}
+            "output": output, "label": label, **_extras(options),
+            **rounds.collect_params(until_kept, max_fetches=max_fetches, round_seeds=max(1, max_concurrent),
+                                    limit_per_query=limit_per_seed)}
 
 
-def launch_similar(params, user=None):
+def launch_similar(params, user=None, *, parent=None):
     """Enqueue one expansion as one job (--max-concurrent seeds at once inside it). Seed files must be
-    readable by the worker: the command and the web form put seed files in media storage first."""
-    return runs.launch(Run.Kind.SIMILAR, jobs.search_by_images_job, params, queue=queues.CRAWL,
-                       label=params["label"], user=user)
+    readable by the worker: the command and the web form put seed files in media storage first.
+    A collection's round expands the seeds under its cursor only (crawl/rounds.py)."""
+    job = rounds.similar_round_job if rounds.is_collection(params) else jobs.search_by_images_job
+    return runs.launch(Run.Kind.SIMILAR, job, params, queue=queues.CRAWL, label=params["label"], user=user,
+                       parent=parent)
 
 
 def import_folder_params(path, *, recursive=False, label="", **options):

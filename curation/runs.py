@@ -279,7 +279,7 @@ def finish_job(run_id):
             run.status = Run.Status.DONE
             run.finished_at = timezone.now()
             fields += ["status", "finished_at"]
-            if run.params.get("pipeline"):
+            if pipeline.in_pipeline(run):
                 transaction.on_commit(lambda: pipeline.start_next(run_id))
         run.save(update_fields=fields)
 

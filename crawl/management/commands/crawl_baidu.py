@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from crawl import jobs, launch, queries
+from crawl import jobs, launch, queries, rounds
 from crawl.ingest import add_filter_arguments, filter_params
 from curation.models import Run
 from curation.stage_command import StageCommand
@@ -31,6 +31,7 @@ class Command(StageCommand):
                                                         "--timestamp-subdir)")
         add_filter_arguments(parser)
         launch.add_pipeline_argument(parser)
+        launch.add_collect_arguments(parser, unit="page")
         self.add_enqueue_argument(parser)
 
     def handle(self, *args, **opts):
@@ -40,7 +41,7 @@ class Command(StageCommand):
             raise CommandError(f"cannot read --query-file: {exc}") from None
         if not qs:
             raise CommandError("no queries: give --query/-q, --query-file or --default-queries")
-        for name in ("limit_per_query", "batch_size", "per_host"):
+        for name in ("limit_per_query", "batch_size", "per_host", "until_kept", "max_fetches"):
             if opts[name] is not None and opts[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
         if opts["debug"]:
@@ -49,16 +50,19 @@ class Command(StageCommand):
         output = str(Path(opts["output"]).resolve()) if opts["output"] else None
         params = launch.crawl_params(
             qs, limit_per_query=opts["limit_per_query"], per_host=opts["per_host"], batch_size=opts["batch_size"],
-            debug=opts["debug"], output=output, label=label,
-            **filter_params(opts), pipeline=launch.pipeline_option(opts))
+            debug=opts["debug"], output=output, label=label, until_kept=opts["until_kept"],
+            max_fetches=opts["max_fetches"], **filter_params(opts), pipeline=launch.pipeline_option(opts))
         if opts["enqueue"]:
             run = launch.launch_crawl(params)
             self.stdout.write(f"enqueued crawl run #{run.pk} on queue 'crawl' ({run.status}): {len(qs)} queries")
             return
         self.stdout.write(f"crawling {len(qs)} queries, up to {opts['limit_per_query']} results each"
                           + (f", label {label}" if label else ""))
-        run = self.run_stage(Run.Kind.CRAWL, jobs.crawl_stage(params), params, label=label)
+        run = self.run_stage(Run.Kind.CRAWL, jobs.crawl_stage(rounds.round_of_crawl(params)), params, label=label)
         self.report_problems(run)
+        if rounds.is_collection(params):
+            self.stdout.write(f"that was round 1 of collecting {opts['until_kept']} kept: the pipeline and the "
+                              f"next rounds go on on the workers (see run #{run.pk} on the runs page)")
 
     def report_problems(self, run):
         if run is not None and run.error:

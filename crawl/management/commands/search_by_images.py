@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from crawl import baidu_similar, jobs, launch
+from crawl import baidu_similar, jobs, launch, rounds
 from crawl.ingest import add_filter_arguments, filter_params
 from curation.models import Image, Run
 from curation.stage_command import StageCommand
@@ -39,6 +39,7 @@ class Command(StageCommand):
         parser.add_argument("--label", default="", help="a name for this expansion")
         add_filter_arguments(parser)
         launch.add_pipeline_argument(parser)
+        launch.add_collect_arguments(parser, unit="seed")
         self.add_enqueue_argument(parser)
 
     def handle(self, *args, **opts):
@@ -60,7 +61,7 @@ class Command(StageCommand):
             seeds += [{"image_id": i} for i in ids]
         if not seeds:
             raise CommandError("no seeds: give --input-dir or --seed-image-id")
-        for name in ("limit_per_seed", "batch_size", "max_concurrent", "per_host"):
+        for name in ("limit_per_seed", "batch_size", "max_concurrent", "per_host", "until_kept", "max_fetches"):
             if opts[name] is not None and opts[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
         if opts["dhash_min_distance"] > opts["dhash_threshold"] and not opts["no_phash"]:
@@ -77,6 +78,7 @@ class Command(StageCommand):
             max_concurrent=opts["max_concurrent"], dhash_threshold=opts["dhash_threshold"],
             dhash_min_distance=opts["dhash_min_distance"], use_dhash=not opts["no_phash"],
             dedup=not opts["no_dedup"], debug=opts["debug"], output=output, label=label,
+            until_kept=opts["until_kept"], max_fetches=opts["max_fetches"],
             **filter_params(opts), pipeline=launch.pipeline_option(opts))
         if opts["enqueue"]:
             run = launch.launch_similar(params)
@@ -85,7 +87,8 @@ class Command(StageCommand):
         self.stdout.write(f"expanding {len(seeds)} seeds, up to {opts['limit_per_seed']} candidates each"
                           + ("" if opts["no_phash"] else
                              f", dHash window {opts['dhash_min_distance']}..{opts['dhash_threshold']}"))
-        run = self.run_stage(Run.Kind.SIMILAR, jobs.similar_stage(params), params, label=label)
+        run = self.run_stage(Run.Kind.SIMILAR, jobs.similar_stage(rounds.round_of_similar(params)), params,
+                             label=label)
         if run is not None:
             c = run.counters
             notes = [f"{c[k]} {text}" for k, text in (("_seeds_noresult", "seeds without results"),
