@@ -26,6 +26,7 @@ def test_save_a_view_from_the_gallery_and_export_it(logged_in_page, images):
     page.click("#save-view summary")
     page.fill("#save-view-name", "kept ones")
     page.check("#save-view-shared")
+    screenshot(page, "team-gallery-save-view")
     page.click("#save-view-submit")
     expect(page).to_have_url(re.compile(r"/team/views/\d+/$"))
     view = SavedView.objects.get(name="kept ones")
