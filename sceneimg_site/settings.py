@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "crawl",
     "vlm",
     "labels",
+    "team",
 ]
 
 MIDDLEWARE = [
@@ -180,3 +181,4 @@ LOGGING = {
 from crawl.default_settings import *  # noqa: E402,F401,F403
 from curation.default_settings import *  # noqa: E402,F401,F403
 from vlm.default_settings import *  # noqa: E402,F401,F403
+from team.default_settings import *  # noqa: E402,F401,F403
