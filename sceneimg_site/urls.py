@@ -40,6 +40,7 @@ urlpatterns = [
     path("django-rq/", include((_rq_patterns(), "django_rq"), namespace="django_rq")),
     path("vlm/", include("vlm.urls")),
     path("labels/", include("labels.urls")),
+    path("dashboard/", include("dashboard.urls")),
     path("team/", include("team.urls")),
     path("", include("curation.urls")),
 ]
