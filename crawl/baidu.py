@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
+from crawl import politeness
 from crawl.baidu_protocol import NotJson, is_antiflag, loads_tolerant, looks_like_captcha, parse_keyword_page
 from crawl.fetcher import Fetcher, FetchError, HTTPStatusError
 from crawl.ingest import Filters, Sighting, ingest_url, record, url_hash
@@ -56,16 +57,23 @@ def browser_headers(referer):
 
 
 class Pacer:
-    """Keeps successive requests to Baidu at least `interval` seconds apart (shared by threads)."""
+    """Keeps successive requests to Baidu at least `interval` seconds apart: across every worker when
+    given the host's `key` and Redis answers, else across this Pacer's threads."""
 
-    def __init__(self, interval=None, sleep=time.sleep):
+    def __init__(self, interval=None, sleep=time.sleep, key=None):
         self.interval = float(settings.SCENEIMG_BAIDU_PACING if interval is None else interval)
         self.sleep = sleep
+        self.key = key
         self._next = 0.0
         self._lock = threading.Lock()
 
     def wait(self):
         if self.interval <= 0:
+            return
+        shared = politeness.turn(self.key, self.interval) if self.key else None
+        if shared is not None:
+            if shared > 0:
+                self.sleep(shared)
             return
         with self._lock:
             now = time.monotonic()
@@ -92,10 +100,9 @@ class KeywordClient:
     def __init__(self, fetcher, *, base_url=None, pacer=None, retries=None, backoff=None, sleep=time.sleep):
         self.fetcher = fetcher
         self.base = (base_url or image_base()).rstrip("/")
-        self.pacer = pacer or Pacer(sleep=sleep)
+        self.pacer = pacer or Pacer(sleep=sleep, key=politeness.url_key(self.base))
         self.retries = refusal_retries() if retries is None else retries
         self.backoff = refusal_backoff() if backoff is None else backoff
-        self.sleep = sleep
         self.warmed = False
         self.requests = 0
 
@@ -133,7 +140,9 @@ class KeywordClient:
             if attempt:
                 delay = self.backoff * 2 ** (attempt - 1)
                 log.info("Baidu refused %r at offset %d (%s); retrying in %.1fs", query, pn, last, delay)
-                self.sleep(delay)
+                # Every worker holds off Baidu, not only this one; the next request waits for the pause
+                # in the fetcher, where a cancel is seen.
+                politeness.pause(politeness.url_key(self.base), delay)
                 self.fetcher.session.cookies.clear()  # a fresh identity, as a browser restart would be
                 self.warmed = False
             try:
@@ -212,7 +221,8 @@ def crawl_keywords(tracker, queries, *, limit_per_query=200, per_host=None, batc
         raise BaiduError("no queries: give --query, --query-file or --default-queries")
     run = tracker.run
     base = image_base()
-    fetcher = fetcher or Fetcher(per_host=per_host, headers=browser_headers(base + "/"))
+    fetcher = fetcher or Fetcher(per_host=per_host, headers=browser_headers(base + "/"),
+                                 check=tracker.check_cancelled)
     client = client or KeywordClient(fetcher, base_url=base)
     filters = filters or Filters.from_params(debug=debug)
     tracker.add_total(len(queries) * limit_per_query)

@@ -18,7 +18,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import close_old_connections
 
-from crawl import ingest
+from crawl import ingest, politeness
 from crawl.baidu import Pacer, append_run_error, mark_thumbnail_fallback, record_seen, seen_before
 from crawl.baidu_protocol import (
     NotJson,
@@ -115,7 +115,7 @@ class GraphClient:
     def __init__(self, fetcher, *, base_url=None, pacer=None):
         self.fetcher = fetcher
         self.base = (base_url or graph_base()).rstrip("/")
-        self.pacer = pacer or Pacer()
+        self.pacer = pacer or Pacer(key=politeness.url_key(self.base))
 
     def acs_token(self):
         """Baidu only checks that the header is there (PIS sends it empty, clones send one character);
@@ -315,8 +315,8 @@ def expand_seeds(tracker, seeds, *, limit_per_seed=150, per_host=None, batch_siz
         raise SimilarError("no seeds: give --input-dir (with a matching --glob) or --seed-image-id")
     run = tracker.run
     base = graph_base()
-    fetcher = fetcher or Fetcher(per_host=per_host, headers={"Referer": base + "/",
-                                                             "Accept-Language": "zh-CN,zh;q=0.9"})
+    headers = {"Referer": base + "/", "Accept-Language": "zh-CN,zh;q=0.9"}
+    fetcher = fetcher or Fetcher(per_host=per_host, headers=headers, check=tracker.check_cancelled)
     client = GraphClient(fetcher, base_url=base)
     filters = filters or Filters.from_params(debug=debug)
     window_args = (dhash_min_distance, dhash_threshold, use_dhash)

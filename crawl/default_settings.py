@@ -2,7 +2,7 @@
 
 Each `#:` comment is the setting's meaning in docs/configuration.md (scripts/config_docs.py reads it).
 """
-from sceneimg_site.env import env_float, env_int, env_list, env_str
+from sceneimg_site.env import env_bool, env_float, env_int, env_list, env_str
 
 # Fetcher
 #: seconds to wait for a connection
@@ -22,8 +22,12 @@ SCENEIMG_FETCH_MIN_RATE = env_int("SCENEIMG_FETCH_MIN_RATE", 2048)
 SCENEIMG_FETCH_RATE_WINDOW = env_float("SCENEIMG_FETCH_RATE_WINDOW", 10.0)
 #: size cap in bytes, enforced while streaming
 SCENEIMG_FETCH_MAX_BYTES = env_int("SCENEIMG_FETCH_MAX_BYTES", 30 * 1024 * 1024)
-#: requests at once per host
+#: requests at once per host, all workers on all machines together (with SCENEIMG_FETCH_SHARED_LIMITS)
 SCENEIMG_FETCH_PER_HOST = env_int("SCENEIMG_FETCH_PER_HOST", 4)
+#: keep per-host limits, Retry-After pauses, anti-spider back-off and Baidu pacing in Redis, shared by every worker; off: per process
+SCENEIMG_FETCH_SHARED_LIMITS = env_bool("SCENEIMG_FETCH_SHARED_LIMITS", True)
+#: seconds a per-host slot stays taken after its worker stops renewing it (a killed worker's slots free up after this)
+SCENEIMG_FETCH_SLOT_LEASE = env_float("SCENEIMG_FETCH_SLOT_LEASE", 15.0)
 #: redirects followed; the SSRF guard checks each hop
 SCENEIMG_FETCH_MAX_REDIRECTS = env_int("SCENEIMG_FETCH_MAX_REDIRECTS", 5)
 #: hosts, addresses or CIDRs exempt from the SSRF guard, best with a port (`127.0.0.1:8765`; without one every port is open): for tests and local fakes only
@@ -71,7 +75,7 @@ SCENEIMG_JPEG_QUALITY = env_int("SCENEIMG_JPEG_QUALITY", 92)
 SCENEIMG_BAIDU_IMAGE_URL = env_str("SCENEIMG_BAIDU_IMAGE_URL", "https://image.baidu.com")
 #: the reverse-image host
 SCENEIMG_BAIDU_GRAPH_URL = env_str("SCENEIMG_BAIDU_GRAPH_URL", "https://graph.baidu.com")
-#: least seconds between two requests to Baidu's API or pages (image downloads are not paced)
+#: least seconds between two requests to Baidu's API or pages, all workers together (image downloads are not paced)
 SCENEIMG_BAIDU_PACING = env_float("SCENEIMG_BAIDU_PACING", 1.0)
 #: retries after an antiFlag body, a captcha redirect or a 403/429 before a query is given up
 SCENEIMG_BAIDU_REFUSAL_RETRIES = env_int("SCENEIMG_BAIDU_REFUSAL_RETRIES", 3)

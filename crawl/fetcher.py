@@ -26,6 +26,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from crawl import politeness
 from crawl.addresses import refusal
 
 log = logging.getLogger(__name__)
@@ -184,21 +185,6 @@ class _GuardedAdapter(HTTPAdapter):
         }
 
 
-class _HostLimiter:
-    """At most N requests at once to one host, shared by every Fetcher in the process."""
-
-    _lock = threading.Lock()
-    _sems = {}
-
-    @classmethod
-    def get(cls, host, limit):
-        with cls._lock:
-            key = (host, limit)
-            if key not in cls._sems:
-                cls._sems[key] = threading.BoundedSemaphore(limit)
-            return cls._sems[key]
-
-
 def _retry_after(resp):
     value = resp.headers.get("Retry-After")
     if not value:
@@ -269,13 +255,14 @@ class Fetcher:
             raise Blocked(f"refused URL scheme {parts.scheme or '(none)'!r}: only http and https are fetched")
         if not host:
             raise FetchError(f"URL has no host: {_short(url)}")
-        attempt = 0
+        key, attempt, waited_out = politeness.host_key(host, parts.port), 0, None
         while True:
             budget.check()
-            limiter = _HostLimiter.get(host, self.per_host)
-            if not limiter.acquire(timeout=budget.left(url)):
-                raise TooSlow(f"gave up on {_short(url)}: no free connection to {host} before the "
-                              f"{budget.seconds:g} s deadline")
+            lease = politeness.acquire(key, self.per_host, wait_until=budget.ends, check=budget.check,
+                                       waited_out=waited_out)
+            if lease is None:
+                raise TooSlow(f"gave up on {_short(url)}: no free connection to {host} (every slot busy, "
+                              f"or the host paused) before the {budget.seconds:g} s deadline")
             try:
                 resp = self._send(method, url, max_bytes, kwargs, budget)
             except TRANSIENT_ERRORS as exc:
@@ -290,10 +277,14 @@ class Fetcher:
                     return resp
                 delay = _retry_after(resp)
             finally:
-                limiter.release()
+                lease.release()
             attempt += 1
             if delay is None:
                 delay = self.backoff * (2 ** (attempt - 1)) * (0.5 + self.rng.random())
+            else:
+                # The server asked every client to wait, so every worker holds off this host; this fetch
+                # waits on its own clock below and does not wait for the same pause twice.
+                waited_out = politeness.pause(key, delay)
             if delay >= budget.left(url):
                 raise TooSlow(f"gave up on {_short(url)}: the next retry would pass the "
                               f"{budget.seconds:g} s deadline")

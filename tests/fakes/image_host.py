@@ -10,7 +10,10 @@ Used by the tests and by `make demo`. Routes:
   /status/<code>      that status
   /flaky/<key>?fail=N fails with 503 N times for this key, then serves an image
   /retry-after/<key>?after=V  429 with Retry-After: V (default 1) once, then an image
-  /slow/<n>.jpg?s=S   an image after S seconds; `peak` is the most /slow requests it held at once
+  /slow/<n>.jpg?s=S   an image after S seconds; `peak` is the most /slow requests it held at once;
+                      with &close=1 the connection closes after the reply
+Every route: `peak_connections` is the most client connections open at once (a connection closed by
+/slow's close=1 stops counting just before its reply, when the client may already start another).
   /chunked/<n>.jpg    an image with no Content-Length (chunked)
   /endless            an endless chunked body
   /cut                a Content-Length the body never reaches (the connection is closed)
@@ -48,6 +51,7 @@ class ImageHost:
         self.hits = {}
         self.lock = threading.Lock()
         self.active = self.peak = 0
+        self.connections = self.peak_connections = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,6 +59,23 @@ class ImageHost:
 
             def log_message(self, *args):
                 pass
+
+            def setup(self):
+                super().setup()
+                with outer.lock:
+                    outer.connections += 1
+                    outer.peak_connections = max(outer.peak_connections, outer.connections)
+                self.counted = True
+
+            def finish(self):
+                self._closing()
+                super().finish()
+
+            def _closing(self):
+                if getattr(self, "counted", False):
+                    self.counted = False
+                    with outer.lock:
+                        outer.connections -= 1
 
             def do_GET(self):
                 parts = urlsplit(self.path)
@@ -95,6 +116,9 @@ class ImageHost:
                         # Counted down before replying: a client sees the reply only after this.
                         with outer.lock:
                             outer.active -= 1
+                    if query.get("close") == ["1"]:
+                        self._closing()
+                        return self._send(200, image_bytes(num), extra={"Connection": "close"})
                     return self._send(200, image_bytes(num))
                 if head == "chunked":
                     return self._chunked([image_bytes(num)])
