@@ -353,7 +353,7 @@
 
   // --- One decision on one image: its card (or the detail panel) shows pending, saved or failed. ---
   var seq = 0;
-  function decideImage(imageId, url, decision, view) {
+  function decideImage(imageId, url, decision, view, note) {
     var job = {
       kind: "decide",
       seq: seq++,
@@ -365,6 +365,7 @@
       swapTarget: view === "detail" ? "#decision" : view === "viewer" ? null : "#card-" + imageId,
     };
     if (view === "detail" || view === "viewer") job.values.view = view;
+    if (note) job.values.note = note;
     setSave(job, "pending");
     enqueue(job);
   }
@@ -538,7 +539,8 @@
       var clear = document.getElementById("detail-clear");
       if (clear && clear.disabled && !saves[panel.dataset.image]) return; // nothing to clear
     }
-    decideImage(panel.dataset.image, panel.dataset.decide, decision, "detail");
+    var note = document.getElementById("decision-note");
+    decideImage(panel.dataset.image, panel.dataset.decide, decision, "detail", note ? note.value.trim() : "");
   }
 
   // New content (first load, infinite scroll, swapped cards) gets its cursor, selection and save marks back.
@@ -686,6 +688,11 @@
     return true;
   }
 
+  function focusField(field) {
+    if (typeof field === "string") field = document.getElementById(field);
+    if (field) field.focus();
+  }
+
   function detailKey(e) {
     var nav = document.getElementById("detail-nav");
     switch (e.key) {
@@ -693,6 +700,8 @@
       case "r": decideDetail("reject"); return true;
       case "c": decideDetail("clear"); return true;
       case "u": undo(); return true;
+      case "m": focusField("decision-note"); return true;
+      case "l": focusField(document.querySelector(".label-add input[name=name]")); return true;
       case "ArrowRight":
       case "n": if (nav.dataset.next) go(nav.dataset.next); return true;
       case "ArrowLeft":
@@ -704,6 +713,12 @@
   }
 
   document.addEventListener("keydown", function (e) {
+    // Enter in the note must not submit the decision form as "keep"; Escape leaves the field.
+    if (e.target && e.target.id === "decision-note" && (e.key === "Enter" || e.key === "Escape")) {
+      e.preventDefault();
+      e.target.blur();
+      return;
+    }
     if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target) || activates(e)) return;
     var dialog = document.getElementById("keymap");
     if (dialog && dialog.open) return; // the dialog closes itself on Escape
@@ -716,6 +731,14 @@
     if (document.getElementById("grid")) handled = galleryKey(e);
     else if (document.getElementById("detail-nav")) handled = detailKey(e);
     if (handled) e.preventDefault();
+  });
+
+  // Narrow screens fold the menu and the filter panel behind a button that toggles is-open on its target.
+  document.addEventListener("click", function (e) {
+    var toggle = e.target.closest && e.target.closest("[data-toggle-open]");
+    var target = toggle && document.querySelector(toggle.dataset.toggleOpen);
+    if (!target) return;
+    toggle.setAttribute("aria-expanded", String(target.classList.toggle("is-open")));
   });
 
   // The review viewer (viewer.js) sends its decisions and undos through this same queue.
