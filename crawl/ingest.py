@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
@@ -19,6 +17,7 @@ from PIL import ImageOps, UnidentifiedImageError
 from crawl import pixel_budget
 from crawl.fetcher import FetchError
 from crawl.models import Source
+from curation import storage
 from curation.models import Image
 from curation.neardup import assign_near_duplicates
 
@@ -215,11 +214,7 @@ def _thumbnail_bytes(im):
 
 def _save_once(name, data):
     """Content-addressed write: the name is the content, so an existing file is already right."""
-    if not default_storage.exists(name):
-        saved = default_storage.save(name, ContentFile(data))
-        if saved != name:  # another worker won the race; keep theirs
-            default_storage.delete(saved)
-    return name
+    return storage.save_once(name, data)
 
 
 def store(norm):

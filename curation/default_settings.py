@@ -63,3 +63,36 @@ SCENEIMG_LEARNED_RETRAIN_EVERY = env_int("SCENEIMG_LEARNED_RETRAIN_EVERY", 50)
 SCENEIMG_LEARNED_MIN_AUC = env_float("SCENEIMG_LEARNED_MIN_AUC", 0.85)
 #: calibration suggests the threshold with the most recall among those reaching this precision
 SCENEIMG_CALIBRATION_PRECISION = env_float("SCENEIMG_CALIBRATION_PRECISION", 0.9)
+
+# --- Media storage (docs/deployment.md#object-storage) ---
+#: S3 bucket that holds media (images, thumbnails, seeds, web exports); empty keeps media on this machine's
+#: disk under MEDIA_ROOT. The bucket stays private: browsers get short-lived presigned URLs
+SCENEIMG_S3_BUCKET = env_str("SCENEIMG_S3_BUCKET", "")
+#: endpoint of an S3-compatible server (SeaweedFS, MinIO, Ceph, R2, ...), e.g. `http://10.0.0.5:8333`; empty means AWS
+SCENEIMG_S3_ENDPOINT_URL = env_str("SCENEIMG_S3_ENDPOINT_URL", "")
+#: the bucket's region (`us-east-1` suits most S3-compatible servers)
+SCENEIMG_S3_REGION = env_str("SCENEIMG_S3_REGION", "us-east-1")
+#: access key id; empty uses boto3's usual chain (AWS_ACCESS_KEY_ID, ~/.aws, an instance role)
+SCENEIMG_S3_ACCESS_KEY = env_str("SCENEIMG_S3_ACCESS_KEY", "")
+#: secret access key; empty uses boto3's usual chain
+SCENEIMG_S3_SECRET_KEY = env_str("SCENEIMG_S3_SECRET_KEY", "")
+#: key prefix inside the bucket (e.g. `sceneimg/prod`), so several deployments can share one bucket
+SCENEIMG_S3_PREFIX = env_str("SCENEIMG_S3_PREFIX", "")
+#: `path` or `virtual` bucket addressing; empty means `path` with an endpoint URL, else `virtual`
+SCENEIMG_S3_ADDRESSING_STYLE = env_str("SCENEIMG_S3_ADDRESSING_STYLE", "")
+#: seconds to connect to, and to wait for an answer from, the S3 endpoint (each of up to 4 attempts)
+SCENEIMG_S3_TIMEOUT = env_int("SCENEIMG_S3_TIMEOUT", 30)
+#: seconds a presigned image or download URL stays valid
+SCENEIMG_S3_URL_EXPIRY = env_int("SCENEIMG_S3_URL_EXPIRY", 300)
+#: `redirect`: browsers fetch images from the bucket by presigned URL; `proxy`: the app streams them (for an
+#: endpoint only the servers can reach)
+SCENEIMG_MEDIA_DELIVERY = env_str("SCENEIMG_MEDIA_DELIVERY", "redirect")
+
+# --- Export limits (docs/runs-and-export.md#limits-and-retention) ---
+#: web exports (zip) go to media storage under `exports/` instead of SCENEIMG_EXPORT_DIR; empty means yes
+#: when SCENEIMG_S3_BUCKET is set (every machine then sees them), else no
+SCENEIMG_EXPORT_TO_STORAGE = env_str("SCENEIMG_EXPORT_TO_STORAGE", "")
+#: days a finished web export's file is kept; `purge_exports` deletes older ones (0 keeps them for ever)
+SCENEIMG_EXPORT_RETENTION_DAYS = env_float("SCENEIMG_EXPORT_RETENTION_DAYS", 7)
+#: export runs one user may have queued or running at once (0: no limit)
+SCENEIMG_EXPORT_MAX_ACTIVE_PER_USER = env_int("SCENEIMG_EXPORT_MAX_ACTIVE_PER_USER", 2)

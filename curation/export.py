@@ -30,7 +30,8 @@ from django.core.files.storage import default_storage
 
 from curation import provenance, registry, snapshots
 from curation.export_formats import FolderWriter, ParquetRows, ShardWriter, ZipWriter
-from curation.gallery import FilterError, as_querydict, filter_images
+from curation.export_outputs import STORAGE_PREFIX, export_root, managed, output_path, publish, reusable  # noqa: F401
+from curation.gallery import FilterError, as_querydict, fields, filter_images
 from curation.models import AutoStage, Image, Run
 from curation.querysets import id_chunks
 
@@ -47,6 +48,7 @@ PROVENANCE_NAME = "provenance.csv"
 PARQUET_NAME = "metadata.parquet"
 MANIFEST_NAME = "manifest.json"
 IMAGES_DIR = "images"
+UI_KEYS = ("after",)  # gallery page state a copied link carries; it selects nothing, so it is dropped
 
 # name -> parquet type; the CSV has the same columns. New ones go at the end: readers index by position.
 OWN_COLUMNS = {
@@ -73,19 +75,6 @@ class ExportError(Exception):
     """The export cannot start: bad filter, bad format, or an output that already exists."""
 
 
-def export_root():
-    """Where web-launched exports are written (SCENEIMG_EXPORT_DIR, default <var>/exports)."""
-    root = settings.SCENEIMG_EXPORT_DIR or str(Path(settings.VAR_DIR) / "exports")
-    return Path(root).resolve()
-
-
-def output_path(run_id, fmt):
-    """Where a web-launched export run writes its archive or folder."""
-    root = export_root()
-    root.mkdir(parents=True, exist_ok=True)
-    return root / (f"export-{run_id}.zip" if fmt == "zip" else f"export-{run_id}")
-
-
 def _extension(fmt):
     return {"jpeg": "jpg", "jpg": "jpg", "png": "png"}.get((fmt or "").lower(), "bin")
 
@@ -94,12 +83,42 @@ def archive_name(image):
     return f"{IMAGES_DIR}/{image.pk:08d}.{_extension(image.format)}"
 
 
+def check_filter(filter_string):
+    """The filter as a QueryDict, refusing keys that are no gallery filter: an export of 'everything'
+    because of a misspelt key (or junk keys that make each request new work) is never what was meant."""
+    qd = as_querydict(filter_string).copy()
+    for key in UI_KEYS:
+        qd.pop(key, None)
+    known = fields()
+    unknown = sorted(key for key in qd if key not in known)
+    if unknown:
+        raise ExportError(f"unknown filter key {', '.join(repr(k) for k in unknown)} "
+                          "(the gallery's filters are listed in docs/reviewing.md)")
+    try:
+        filter_images(qd, ordered=False)
+    except FilterError as exc:
+        raise ExportError(str(exc)) from None
+    return qd
+
+
 def matching(filter_string):
     """The Images an export takes, id order (stable across chunks). Raises ExportError on a bad filter."""
     try:
-        return filter_images(as_querydict(filter_string), ordered=False).order_by("pk")
-    except FilterError as exc:
+        qd = check_filter(filter_string)
+    except ExportError as exc:
         raise ExportError(f"--filter: {exc}") from None
+    return filter_images(qd, ordered=False).order_by("pk")
+
+
+def check_user_limit(user):
+    """Refuse a new export when `user` already has SCENEIMG_EXPORT_MAX_ACTIVE_PER_USER queued or running."""
+    limit = settings.SCENEIMG_EXPORT_MAX_ACTIVE_PER_USER
+    if user is None or not user.pk or limit <= 0:
+        return
+    active = Run.objects.filter(kind=Run.Kind.EXPORT, created_by=user, status__in=Run.ACTIVE).count()
+    if active >= limit:
+        raise ExportError(f"you already have {active} export(s) queued or running (at most {limit} at once); "
+                          "wait for one to finish or cancel it")
 
 
 def _chunks(qs):
@@ -204,6 +223,16 @@ def export(tracker, filter_string=DEFAULT_FILTER, out=None, fmt="zip", *, name="
     """
     out = check_output(out, fmt)
     snapshot = freeze(tracker, filter_string, name=name, user=user)
+    earlier = reusable(snapshot, fmt, shard_size or DEFAULT_SHARD_SIZE) if managed(out) else None
+    if earlier is not None:
+        # The same images with the same records: that run's file is this export, byte for byte but
+        # for the snapshot's id and time. Writing it again would only fill the disk.
+        tracker.count("reused")
+        if tracker.run is not None:
+            Run.objects.filter(pk=tracker.run.pk).update(result=earlier.result, notice=(
+                f"Nothing changed since export run #{earlier.pk} (same filter, format and records): "
+                "its file is reused."))
+        return earlier.result
     return export_snapshot(tracker, snapshot, out, fmt, shard_size=shard_size)
 
 
@@ -347,9 +376,10 @@ def export_snapshot(tracker, snapshot, out, fmt="zip", *, shard_size=None):
         raise
     finally:
         sides.remove()
+    result = publish(out, fmt)
     if tracker.run is not None:
-        Run.objects.filter(pk=tracker.run.pk).update(result=str(out))
-    return out
+        Run.objects.filter(pk=tracker.run.pk).update(result=result)
+    return out if result == str(out) else result
 
 
 def read_metadata(zip_path):

@@ -5,7 +5,7 @@ and returns the Run: a new one on its queue, or the identical one already queued
 """
 from django.conf import settings
 
-from curation import embed, embeddings, gallery, jobs, learned, review, runs, snapshots, vector_index
+from curation import embed, embeddings, export, gallery, jobs, learned, review, runs, snapshots, vector_index
 from curation.clip import ModelConfigError, load_prompt_set
 from curation.export import DEFAULT_FILTER, DEFAULT_SHARD_SIZE, FORMATS
 from curation.models import Run
@@ -171,10 +171,15 @@ def launch_export(params, user=None):
         label = label or f"export snapshot #{p['snapshot']} as {p['format']}"
     else:
         try:
-            gallery.filter_images(p["filter"])
-        except gallery.FilterError as exc:
+            export.check_filter(p["filter"])
+        except export.ExportError as exc:
             raise LaunchError(f"filter: {exc}") from None
         label = label or f"export {p['filter'] or 'all images'}"
+    if runs.active_duplicate(Run.Kind.EXPORT, p) is None:  # asking again for the same export is no new work
+        try:
+            export.check_user_limit(user)
+        except export.ExportError as exc:
+            raise LaunchError(str(exc)) from None
     return runs.launch(Run.Kind.EXPORT, jobs.export_job, p, queue=queues.EXPORT, user=user, label=label[:200])
 
 

@@ -12,4 +12,8 @@ if [[ ! -x /usr/bin/chromium ]]; then
 fi
 REDIS_URL=$(scripts/redis.sh | sed 's#/0$#/9#')
 export REDIS_URL
+# The S3 tests' server (SeaweedFS on loopback, or $SCENEIMG_S3_ENDPOINT_URL); started now so that
+# parallel test processes find it running. The tests also start it themselves when run alone.
+SCENEIMG_S3_ENDPOINT_URL=$(scripts/s3.sh)
+export SCENEIMG_S3_ENDPOINT_URL
 exec .venv/bin/pytest "$@"

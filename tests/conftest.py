@@ -50,3 +50,53 @@ def worker_env(settings):
         "SCENEIMG_TEST_DB": "",
     })
     return env
+
+
+S3_TEST_BUCKET = "sceneimg-test"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 server: SCENEIMG_S3_ENDPOINT_URL, or the local SeaweedFS that scripts/s3.sh starts."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "s3.sh"
+    endpoint = subprocess.run([str(script)], check=True, capture_output=True, text=True, timeout=180).stdout.strip()
+    key = os.environ.get("SCENEIMG_S3_ACCESS_KEY", "sceneimg")
+    secret = os.environ.get("SCENEIMG_S3_SECRET_KEY", "sceneimg-local-secret")
+    return {"endpoint": endpoint, "key": key, "secret": secret}
+
+
+@pytest.fixture
+def s3_storage(settings, s3_endpoint):
+    """Media in a private S3 bucket for this test: its own key prefix, removed afterwards. Yields the storage."""
+    import time
+    import uuid
+
+    from botocore.exceptions import ClientError
+    from django.core.files.storage import default_storage
+
+    settings.SCENEIMG_S3_BUCKET = S3_TEST_BUCKET
+    settings.SCENEIMG_S3_ENDPOINT_URL = s3_endpoint["endpoint"]
+    settings.SCENEIMG_S3_ACCESS_KEY = s3_endpoint["key"]
+    settings.SCENEIMG_S3_SECRET_KEY = s3_endpoint["secret"]
+    settings.SCENEIMG_S3_REGION = "us-east-1"
+    settings.SCENEIMG_S3_PREFIX = f"t-{uuid.uuid4().hex[:12]}"
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "curation.s3.PrivateS3Storage"}}
+    client = default_storage.connection.meta.client
+    for _ in range(50):  # a SeaweedFS just started answers before its filer takes buckets
+        try:
+            client.head_bucket(Bucket=S3_TEST_BUCKET)
+            break
+        except ClientError:
+            try:
+                client.create_bucket(Bucket=S3_TEST_BUCKET)
+            except ClientError:
+                time.sleep(0.2)
+    yield default_storage
+    for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=S3_TEST_BUCKET, Prefix=settings.SCENEIMG_S3_PREFIX + "/"):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=S3_TEST_BUCKET, Key=obj["Key"])

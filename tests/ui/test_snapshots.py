@@ -410,7 +410,7 @@ def test_web_export_as_webdataset_then_the_snapshot_again_as_parquet(
 def test_re_export_of_an_unknown_snapshot_is_refused(client, django_user_model, redis_conn):
     client.force_login(django_user_model.objects.create_user("rev"))
     response = client.post("/export/", {"snapshot": 424242, "filter": "", "format": "zip"})
-    assert response.status_code == 200 and "does not exist" in response.content.decode()
+    assert response.status_code == 400 and "does not exist" in response.content.decode()
     assert not Run.objects.exists()
 
 

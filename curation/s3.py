@@ -1,0 +1,60 @@
+"""The S3 backend (SCENEIMG_S3_BUCKET): django-storages' S3Storage, private, with a race-free `save_once`.
+
+Loaded only when settings name it, so processes on the file system never import boto3.
+"""
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from django.conf import settings
+from django.core.files.base import ContentFile
+from storages.backends.s3 import S3Storage
+from storages.utils import clean_name
+
+# 412: the name exists (our condition failed). 409: another conditional write to it was in flight.
+_ALREADY_THERE = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+
+
+def s3_options():
+    """S3Storage's options from SCENEIMG_S3_* settings (see docs/deployment.md)."""
+    endpoint = settings.SCENEIMG_S3_ENDPOINT_URL or None
+    style = settings.SCENEIMG_S3_ADDRESSING_STYLE or ("path" if endpoint else "virtual")
+    return {
+        "bucket_name": settings.SCENEIMG_S3_BUCKET,
+        "endpoint_url": endpoint,
+        "region_name": settings.SCENEIMG_S3_REGION or None,
+        "access_key": settings.SCENEIMG_S3_ACCESS_KEY or None,
+        "secret_key": settings.SCENEIMG_S3_SECRET_KEY or None,
+        "location": settings.SCENEIMG_S3_PREFIX.strip("/"),
+        "default_acl": None,  # the bucket's own policy: private
+        "querystring_auth": True,
+        "querystring_expire": settings.SCENEIMG_S3_URL_EXPIRY,
+        # Names are content-addressed: the same name is the same bytes, never a renamed second copy.
+        "file_overwrite": True,
+        "client_config": Config(
+            signature_version="s3v4", s3={"addressing_style": style},
+            connect_timeout=settings.SCENEIMG_S3_TIMEOUT, read_timeout=settings.SCENEIMG_S3_TIMEOUT,
+            retries={"max_attempts": 4, "mode": "standard"},
+        ),
+    }
+
+
+class PrivateS3Storage(S3Storage):
+    """S3Storage configured from SCENEIMG_S3_* settings, with a race-free `save_once`."""
+
+    def __init__(self, **overrides):
+        super().__init__(**{**s3_options(), **overrides})
+
+    def save_once(self, name, data):
+        """Write `data` at `name` unless an object is already there; returns `name` either way."""
+        key = self._normalize_name(clean_name(name))
+        params = self._get_write_parameters(key, ContentFile(data, name=name))
+        try:
+            self.connection.meta.client.put_object(
+                Bucket=self.bucket_name, Key=key, Body=data, IfNoneMatch="*", **params)
+        except ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            status = str(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if code not in _ALREADY_THERE and status not in _ALREADY_THERE:
+                raise
+            if not self.exists(name):  # a conflicting write that then failed: ours must land
+                self.connection.meta.client.put_object(Bucket=self.bucket_name, Key=key, Body=data, **params)
+        return name

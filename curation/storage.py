@@ -1,0 +1,39 @@
+"""Media storage: the local file system by default, or a private S3-compatible bucket (SCENEIMG_S3_BUCKET).
+
+Stored names are content-addressed (images/ab/cd/<sha256>.jpg), so a name always means the same bytes and
+"store once" needs no lock: `save_once` writes a name only if it is absent. On S3 that is one conditional
+PUT (If-None-Match: *); a second worker storing the same picture at the same moment gets 412 and keeps
+the object the first one wrote, so there is one object per name and never a renamed copy. The bucket is
+private: browsers get an image through a short-lived presigned URL, or through the app (`delivery_url`).
+"""
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+
+def save_once(name, data, storage=None):
+    """Store `data` under the content-addressed `name` once; an existing object is already right."""
+    storage = storage or default_storage
+    own = getattr(storage, "save_once", None)
+    if own is not None:
+        return own(name, data)
+    if not storage.exists(name):
+        saved = storage.save(name, ContentFile(data))
+        if saved != name:  # the file system renames on a race; the first file is the same bytes
+            storage.delete(saved)
+    return name
+
+
+def is_remote(storage=None):
+    """True when media lives in object storage (curation/s3.py), not on this machine's disk."""
+    return hasattr(storage or default_storage, "querystring_expire")
+
+
+def delivery_url(name, *, filename=None, storage=None):
+    """A short-lived URL a browser can fetch `name` from directly, or None when the app must serve it
+    (the file system, or SCENEIMG_MEDIA_DELIVERY=proxy for an endpoint browsers cannot reach)."""
+    storage = storage or default_storage
+    if settings.SCENEIMG_MEDIA_DELIVERY == "proxy" or not is_remote(storage):
+        return None
+    parameters = {"ResponseContentDisposition": f'attachment; filename="{filename}"'} if filename else None
+    return storage.url(name, parameters=parameters, expire=settings.SCENEIMG_S3_URL_EXPIRY)
