@@ -2,22 +2,56 @@
 
 Launching them is curation/launch.py's job; nothing here enqueues anything.
 """
+import logging
+
 from django.contrib.auth import get_user_model
+from django.db.models import Case, F, Value, When
+from django.db.models.functions import Concat, Substr
 
 from curation import embeddings, export, learned, rescore, review, runs, snapshots, vector_index
+from curation.clip import ModelConfigError, ModelWeightsMissing
 from curation.embed import embed_images
 from curation.models import Run
 from curation.neardup import find_duplicates
 from curation.scoring import DecisionRule, score_images
 from sceneimg_site import queues
 
+log = logging.getLogger(__name__)
+
 
 def clip_batch_job(run_id, image_ids, rule=None, device=None, batch_size=None):
     """One batch of a CLIP run; several workers share a run's batches."""
-    outcome = runs.run_job(run_id, lambda t: score_images(
-        t, image_ids, rule=DecisionRule(**(rule or {})), device=device, batch_size=batch_size, set_total=False))
+    rule = DecisionRule(**(rule or {}))
+    outcome = runs.run_job(run_id, _batch_stage(run_id, image_ids, ("kept", "rejected", "error"), lambda t: (
+        score_images(t, image_ids, rule=rule, device=device, batch_size=batch_size, set_total=False))))
     _index_when_done(run_id)
     return outcome
+
+
+def _batch_stage(run_id, image_ids, outcomes, work):
+    """One batch of a run that workers share: an exception fails this batch's images only. Those it had
+    not finished count as errors, the run says which batch failed and why, and its other batches go on
+    (a later run with --input all takes the failed images again: nothing was stored for them). Missing
+    or misconfigured model weights fail the run: every batch would fail the same way."""
+    def stage(tracker):
+        try:
+            return work(tracker)
+        except (runs.Cancelled, ModelWeightsMissing, ModelConfigError):
+            raise
+        except Exception as exc:
+            log.exception("batch %s-%s of run #%s failed", image_ids[0], image_ids[-1], run_id)
+            lost = len(image_ids) - sum(tracker.counts.get(k, 0) for k in outcomes)
+            tracker.count("error", lost)
+            tracker.count("failed_batches")
+            _add_notice(run_id, f"batch {image_ids[0]}-{image_ids[-1]} failed, {lost} images not done: "
+                                    f"{type(exc).__name__}: {exc}")
+    return stage
+
+
+def _add_notice(run_id, text):
+    """Append to the run's notice in one statement: batches failing at once in two workers both show."""
+    notice = Case(When(notice="", then=Value(text)), default=Concat(F("notice"), Value("; " + text)))
+    Run.objects.filter(pk=run_id).update(notice=Substr(notice, 1, Run._meta.get_field("notice").max_length))
 
 
 def find_duplicates_job(run_id, threshold=None):
@@ -53,8 +87,8 @@ def _index_when_done(run_id):
 
 def embed_batch_job(run_id, image_ids, device=None, batch_size=None):
     """One batch of an embed run."""
-    outcome = runs.run_job(run_id, lambda t: embed_images(t, image_ids, device=device, batch_size=batch_size,
-                                                          set_total=False))
+    outcome = runs.run_job(run_id, _batch_stage(run_id, image_ids, ("embedded", "skipped", "error"), lambda t: (
+        embed_images(t, image_ids, device=device, batch_size=batch_size, set_total=False))))
     _index_when_done(run_id)
     return outcome
 
