@@ -20,12 +20,26 @@ def _allow_rules(allow_private):
             item, port = addr, rest.lstrip(":") or None
         elif item.count(":") == 1:
             item, port = item.split(":")
-        port = int(port) if port is not None else None
+        if port is not None:
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"SCENEIMG_FETCH_ALLOW_PRIVATE entry {item}:{port}: the port must be a number "
+                                 f"from 1 to 65535 (an IPv6 address with a port is written [::1]:8765)")
+            port = int(port)
         try:
             rules.append((ipaddress.ip_network(item, strict=False), port))
         except ValueError:
             rules.append((item.lower(), port))
     return rules
+
+
+def check_allow_private(allow_private):
+    """Raise ImproperlyConfigured naming the entry when an exemption cannot be read."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        _allow_rules(allow_private)
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
 
 
 SIX_TO_FOUR = ipaddress.ip_network("2002::/16")

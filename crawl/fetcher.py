@@ -27,7 +27,7 @@ from urllib3.exceptions import (
 )
 
 from crawl import politeness
-from crawl.addresses import refusal
+from crawl.addresses import check_allow_private, refusal
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +211,7 @@ class Fetcher:
         self.backoff = settings.SCENEIMG_FETCH_BACKOFF if backoff is None else backoff
         self.timeout = timeout or (settings.SCENEIMG_FETCH_CONNECT_TIMEOUT, settings.SCENEIMG_FETCH_READ_TIMEOUT)
         allow = settings.SCENEIMG_FETCH_ALLOW_PRIVATE if allow_private is None else allow_private
+        check_allow_private(allow)
         self.rng = rng or random.Random()
         self.session = requests.Session()
         self.session.trust_env = False  # a proxy from the environment would bypass the connect-time guard

@@ -242,3 +242,11 @@ def test_retry_after_is_capped_at_a_minute(host, fetcher, monkeypatch, after):
     monkeypatch.setattr("crawl.fetcher.time.sleep", slept.append)
     assert fetcher.get(host.url(f"/retry-after/9.jpg?after={quote(after)}")).content == image_bytes(9)
     assert slept == [60.0]
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1:http", "127.0.0.1:0", "[::1]:99999"])
+def test_an_exemption_with_a_bad_port_is_refused_naming_it(entry):
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match=r"SCENEIMG_FETCH_ALLOW_PRIVATE entry .*port must be a number"):
+        Fetcher(allow_private=[entry])
