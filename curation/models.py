@@ -70,6 +70,9 @@ class Image(models.Model):
             # The "most useful next" review order: closest to 0.5 first (curation/gallery.py).
             models.Index(Abs(F("learned_keep") - 0.5), "id", name="img_learned_doubt"),
             models.Index(fields=["dup_group", "id"], name="img_dup_group"),
+            # "Who decided": the automatic stage of images no person has decided (the dashboard's links).
+            models.Index(fields=["auto_stage", "-id"], name="img_stage_id",
+                         condition=models.Q(human_decision__isnull=True)),
             # Gallery filters (0002_gallery_indexes): "uncalibrated" and "human and auto disagree".
             models.Index(fields=["uncalibrated", "-id"], name="img_uncal_id"),
             models.Index(fields=["-id"], name="img_has_dups", condition=models.Q(dup_group__isnull=False)),
