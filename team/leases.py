@@ -22,6 +22,9 @@ from curation import gallery
 from team.models import QueueItem
 
 SAMPLE_SCALE = 1000
+# A claim whose candidates were taken by a claim that committed while it read them (their locks gone, so
+# SKIP LOCKED did not skip them) looks again, with a fresh snapshot that sees those rows taken.
+FRESH_TRIES = 3
 # A multiplier prime to SAMPLE_SCALE spreads consecutive ids over the residues, so the overlap sample
 # is not one run of neighbouring (often same-crawl) images.
 SAMPLE_STRIDE = 7919
@@ -70,8 +73,13 @@ def claim(queue, user, size=None):
             if need <= 0:
                 break
             need -= _take_expired(queue, user, lane, need, now, until, token)
-            if need > 0:
-                need -= _take_fresh(queue, user, lane, need, until, token)
+            for _ in range(FRESH_TRIES):
+                if need <= 0:
+                    break
+                found, taken = _take_fresh(queue, user, lane, need, until, token)
+                need -= taken
+                if not found:
+                    break
     return list(QueueItem.objects.filter(queue=queue, reviewer=user, claim=token, done=False)
                 .order_by("pk").values_list("image_id", flat=True))
 
@@ -98,13 +106,13 @@ def _take_fresh(queue, user, lane, need, until, token):
         qs = _locking(qs, of=("self",))
     ids = list(qs.values_list("pk", flat=True)[:need])
     if not ids:
-        return 0
+        return False, 0
     QueueItem.objects.bulk_create(
         [QueueItem(queue=queue, image_id=pk, lane=lane, reviewer=user, lease_until=until, claim=token)
          for pk in ids],
         ignore_conflicts=True,
     )
-    return QueueItem.objects.filter(queue=queue, lane=lane, image_id__in=ids, claim=token).count()
+    return True, QueueItem.objects.filter(queue=queue, lane=lane, image_id__in=ids, claim=token).count()
 
 
 def release(queue, user):
