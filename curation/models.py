@@ -55,7 +55,7 @@ class Image(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="dup_members"
     )
     # A person chose this image to represent its group; regrouping keeps it the representative.
-    dup_pinned = models.BooleanField(default=False)
+    dup_pinned = models.BooleanField(default=False, db_default=False)
 
 
     class Meta:
