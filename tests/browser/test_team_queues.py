@@ -94,6 +94,7 @@ def test_two_reviewers_with_overlap_and_their_kappa(chromium, live_server, team,
     expect(row).to_contain_text("reject")
     row.locator("button[value=reject]").click()
     expect(boss.locator(f"#disagreement-{images[3].pk} .disagreement-state")).to_have_text("reject (settled)")
+    screenshot(boss, "team-disagreements")
     images[3].refresh_from_db()
     assert images[3].human_decision == "reject"
     for page in (boss, ann_page, bob_page):
@@ -126,6 +127,7 @@ def test_two_reviewers_opening_their_queue_at_once_never_hold_the_same_image(chr
     # What is left counts neither reviewer's batch.
     pages[0].goto(f"{pages[0].base_url}/team/queues/")
     expect(pages[0].locator(f"#my-queue-{queue.pk} .queue-left")).to_have_text("2")
+    screenshot(pages[0], "team-my-queue")
     for page in pages:
         assert page.js_errors == []
         page.context.close()
