@@ -89,6 +89,15 @@ def test_the_export_count_follows_the_filter_and_names_a_bad_one(client, people)
     assert bad.status_code == 400 and b"final: expected one of" in bad.content
 
 
-def test_views_need_a_sign_in(client):
-    assert client.get("/team/views/").status_code == 302
-    assert not User.objects.exists()
+def test_team_pages_need_a_sign_in(client):
+    for url in ("/team/views/", "/team/queues/", "/team/queues/new/"):
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith("/accounts/login/"), url
+
+
+def test_staff_find_views_and_queues_in_the_admin(client, make_queue):
+    queue = make_queue("final=keep", name="admin-queue")
+    admin = User.objects.create_superuser("root", password="pw-root-1234")
+    client.force_login(admin)
+    assert b"view admin-queue" in client.get("/admin/team/savedview/").content
+    assert client.get(f"/admin/team/queue/{queue.pk}/change/").status_code == 200
