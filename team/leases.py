@@ -63,7 +63,8 @@ def held(queue, user, now=None):
 def claim(queue, user, size=None):
     """Lease up to `size` images of the queue to `user` (keeping the leases they still hold, renewed).
     Returns the ids of every image the reviewer now holds, in the order the batch was taken."""
-    size = size or settings.SCENEIMG_TEAM_BATCH
+    # The viewer opens a batch as an ids= filter, which takes at most gallery.MAX_IDS.
+    size = min(size or settings.SCENEIMG_TEAM_BATCH, gallery.MAX_IDS)
     now = timezone.now()
     until = now + timedelta(seconds=settings.SCENEIMG_TEAM_LEASE_SECONDS)
     token = uuid.uuid4().hex
