@@ -1,14 +1,16 @@
 """Import stages: a folder of images (including folders the original scripts wrote) and URL lists."""
 import json
 import logging
+from functools import partial
 from pathlib import Path
 
+from crawl import batches, queries
 from crawl import original as original_layout
-from crawl import queries
-from crawl.fetcher import Fetcher
-from crawl.ingest import Filters, Sighting, examine, ingest_bytes, ingest_url, known_url
+from crawl.fetcher import Fetcher, FetchError
+from crawl.ingest import Filters, Sighting, examine, known_url, prepare, url_hash
 from crawl.models import Source
-from curation.models import Image
+from crawl.rows import Item
+from curation.models import Image, Run
 from curation.runs import Cancelled
 from curation.threads import db_pool
 
@@ -104,50 +106,90 @@ def sighting_for_file(path, meta, label):
 
 
 def list_images(folder, recursive):
+    """(image files to import, image links that point outside the folder). A link leaving the folder
+    would import whatever it names (/etc, another user's files): it is skipped, not followed."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ImportSourceError(f"{folder} is not a folder")
+    root = folder.resolve()
     pattern = folder.rglob("*") if recursive else folder.glob("*")
-    return sorted(p for p in pattern if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files, outside = [], []
+    for p in sorted(pattern):
+        if p.suffix.lower() not in IMAGE_SUFFIXES or not p.is_file():
+            continue
+        (files if p.resolve().is_relative_to(root) else outside).append(p)
+    return files, outside
 
 
-def import_folder(tracker, path, *, recursive=False, dry_run=False, label="", filters=None):
-    """Ingest every image file under `path`. With dry_run, count what would happen and write nothing.
+def note_outside(run, outside):
+    """Say on the run which links were skipped: not an error, but a person should know."""
+    if run is not None and outside:
+        text = f"skipped {len(outside)} link(s) pointing outside the folder, e.g. {outside[0]} -> {outside[0].resolve()}"
+        Run.objects.filter(pk=run.pk).update(notice=text[:500])
+
+
+def folder_todo(path, files, label, recursive):
+    """(file, Sighting) for each file: the metadata the original scripts wrote beside it."""
+    indexes = original_layout.Indexes()
+    indexes.add_tree(path, recursive)
+    return [(str(f), sighting_for_file(f, file_metadata(f, Path(path), indexes), label)) for f in files]
+
+
+def prepare_file(todo, *, filters):
+    """Read and prepare one folder file: an Item for batches.write (no database here)."""
+    path, sighting = todo
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return Item(sighting, outcome=Source.Outcome.ERROR, reason=f"could not read: {exc}")
+    try:
+        prepared, reason = prepare(data, filters)
+    except Exception as exc:  # one bad file must not lose the others
+        log.exception("import of %s failed", path)
+        return Item(sighting, outcome=Source.Outcome.ERROR, reason=f"unexpected error: {exc}"[:2000])
+    return Item(sighting, prepared=prepared, outcome="" if prepared else Source.Outcome.INVALID,
+                        reason=reason or "")
+
+
+def _dry_run_folder(tracker, todo, filters):
+    seen = set()
+    for path, _sighting in todo:
+        tracker.check_cancelled()
+        try:
+            norm, _reason = examine(Path(path).read_bytes(), filters)
+        except OSError:
+            tracker.count("error")
+            continue
+        if norm is None:
+            tracker.count("invalid")
+        elif norm.sha256 in seen or Image.objects.filter(sha256=norm.sha256).exists():
+            tracker.count("duplicate")
+        else:
+            tracker.count("stored")
+        if norm is not None:
+            seen.add(norm.sha256)
+
+
+def import_folder(tracker, path, *, recursive=False, dry_run=False, label="", filters=None, processes=1,
+                  workers=4, files=None):
+    """Ingest every image file under `path` (or the given `files` of it: one batch of a queued run).
+    With dry_run, count what would happen and write nothing.
 
     A folder holding an original index file is an original output root: its images sit in
     subfolders, so it is read recursively.
     """
-    run = tracker.run
-    recursive = recursive or original_layout.has_index(path)
-    files = list_images(path, recursive)
-    tracker.set_total(len(files))
     filters = filters or Filters.from_params()
-    indexes = original_layout.Indexes()
-    indexes.add_tree(path, recursive)
-    seen_in_dry_run = set()
-    for file in files:
-        tracker.check_cancelled()
-        sighting = sighting_for_file(file, file_metadata(file, Path(path), indexes), label)
-        try:
-            data = file.read_bytes()
-        except OSError as exc:
-            if not dry_run:
-                Source.objects.create(run=run, provider=sighting.provider, path=str(file),
-                                      outcome=Source.Outcome.ERROR, reason=f"could not read: {exc}")
-            tracker.count("error")
-            continue
-        if dry_run:
-            norm, _reason = examine(data, filters)
-            if norm is None:
-                tracker.count("invalid")
-            elif norm.sha256 in seen_in_dry_run or Image.objects.filter(sha256=norm.sha256).exists():
-                tracker.count("duplicate")
-            else:
-                tracker.count("stored")
-            if norm is not None:
-                seen_in_dry_run.add(norm.sha256)
-            continue
-        ingest_bytes(data, sighting, run=run, filters=filters, tracker=tracker)
+    recursive = recursive or original_layout.has_index(path)
+    if files is None:
+        files, outside = list_images(path, recursive)
+        tracker.set_total(len(files) + len(outside))
+        if outside:
+            tracker.count("skipped", len(outside))
+            note_outside(tracker.run, outside)
+    todo = folder_todo(path, [Path(f) for f in files], label, recursive)
+    if dry_run:
+        return _dry_run_folder(tracker, todo, filters)
+    batches.run(tracker, todo, partial(prepare_file, filters=filters), processes=processes, workers=workers)
 
 
 def parse_url_list(text):
@@ -183,39 +225,86 @@ def read_url_file(path):
         raise ImportSourceError(f"cannot read URL list {path}: {exc}") from None
 
 
-def import_urls(tracker, entries, *, dry_run=False, label="", workers=8, fetcher=None, filters=None):
-    """Fetch each URL through the guarded fetcher and ingest it, several at once."""
-    run = tracker.run
-    tracker.set_total(len(entries))
-    fetcher = fetcher or Fetcher()
-    filters = filters or Filters.from_params()
+def known_images(urls):
+    """{url: image id} for the URLs already stored or seen as duplicates, a few queries in all."""
+    by_hash = {url_hash(u): u for u in urls if u}
+    found = {}
+    keys = list(by_hash)
+    for i in range(0, len(keys), 500):
+        rows = (Source.objects.filter(url_hash__in=keys[i:i + 500], image__isnull=False,
+                                      outcome__in=[Source.Outcome.STORED, Source.Outcome.DUPLICATE])
+                .values_list("url_hash", "image_id"))
+        for h, image_id in rows:
+            found.setdefault(by_hash[h], image_id)
+    return found
 
+
+_process_fetcher = None
+
+
+def url_sighting(entry, label):
+    number, url, fields = entry[:3]
+    if "error" in fields:
+        return Sighting(provider=Source.Provider.URL_LIST, extra={"label": label, "line": number})
+    return Sighting(provider=Source.Provider.URL_LIST, url=url, page_url=fields.get("page_url", ""),
+                    title=fields.get("title", ""), rank=number, extra={"label": label})
+
+
+def prepare_url_entry(entry, *, label, filters, fetcher=None, check=None):
+    """Fetch and prepare one URL-list entry (number, url, fields, id of the image it already names or
+    None): an Item for batches.write. No database here, so a pool of processes can run it."""
+    global _process_fetcher
+    number, url, fields, seen = entry
+    sighting = url_sighting(entry, label)
+    if "error" in fields:
+        return Item(sighting, outcome=Source.Outcome.INVALID, reason=fields["error"])
+    if seen:
+        return Item(sighting, outcome=Source.Outcome.DUPLICATE, image_id=seen,
+                            reason=f"URL already seen (#{seen})")
+    if check is not None:
+        check()
+    if fetcher is None:
+        fetcher = _process_fetcher = _process_fetcher or Fetcher()
+    try:
+        resp = fetcher.get(url, check=check)
+        extra = {"fetched_from": url, "content_type": resp.headers.get("Content-Type", "")}
+        prepared, reason = prepare(resp.content, filters)
+    except FetchError as exc:
+        return Item(sighting, outcome=Source.Outcome.ERROR, reason=str(exc))
+    except Cancelled:
+        raise
+    except Exception as exc:  # one bad entry must not lose the others
+        log.exception("import of line %s failed", number)
+        return Item(sighting, outcome=Source.Outcome.ERROR, reason=f"unexpected error: {exc}"[:2000])
+    return Item(sighting, prepared=prepared, outcome="" if prepared else Source.Outcome.INVALID,
+                        reason=reason or "", extra=extra)
+
+
+def _dry_run_urls(tracker, entries, workers):
     def one(entry):
-        number, url, fields = entry
-        try:
-            tracker.check_cancelled(fresh=True)
-            if "error" in fields:
-                if not dry_run:
-                    Source.objects.create(run=run, provider=Source.Provider.URL_LIST, outcome="invalid",
-                                          reason=fields["error"], extra={"label": label, "line": number})
-                tracker.count("invalid")
-                return
-            if dry_run:
-                tracker.count("duplicate" if known_url(url) else "stored")
-                return
-            sighting = Sighting(provider=Source.Provider.URL_LIST, url=url, page_url=fields.get("page_url", ""),
-                                title=fields.get("title", ""), rank=number, extra={"label": label})
-            ingest_url(url, sighting, fetcher=fetcher, run=run, filters=filters, tracker=tracker)
-        except Cancelled:
-            return  # not started because of the cancel: no Source, not an error
-        except Exception as exc:  # one bad entry must not lose the others
-            log.exception("import of line %s failed", number)
-            tracker.count("error")
-            if not dry_run:
-                Source.objects.create(run=run, provider=Source.Provider.URL_LIST, url=url, outcome="error",
-                                      reason=f"unexpected error: {exc}"[:2000], extra={"label": label})
+        tracker.check_cancelled()
+        tracker.count("invalid" if "error" in entry[2] else "duplicate" if known_url(entry[1]) else "stored")
 
     with db_pool(workers, "import-urls") as pool:
         for _ in pool.map(one, entries):
             pass
+
+
+def import_urls(tracker, entries, *, dry_run=False, label="", workers=8, fetcher=None, filters=None, processes=1,
+                batch=False):
+    """Fetch each URL through the guarded fetcher and ingest it, `workers` at once in each of
+    `processes` processes. With `batch`, the entries are one batch of a queued run (its total is set)."""
+    if not batch:
+        tracker.set_total(len(entries))
+    filters = filters or Filters.from_params()
+    if dry_run:
+        return _dry_run_urls(tracker, entries, workers)
+    seen = known_images([url for _, url, fields in entries if "error" not in fields])
+    todo = [(number, url, fields, seen.get(url)) for number, url, fields in entries]
+    if processes > 1:
+        prepare_one = partial(prepare_url_entry, label=label, filters=filters)
+    else:
+        prepare_one = partial(prepare_url_entry, label=label, filters=filters, fetcher=fetcher or Fetcher(),
+                              check=tracker.check_cancelled)
+    batches.run(tracker, todo, prepare_one, processes=processes, workers=workers)
     tracker.check_cancelled()  # the run ends as cancelled, not done

@@ -6,20 +6,26 @@ import hashlib
 import io
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
 from crawl import pixel_budget
 from crawl.fetcher import FetchError
 from crawl.models import Source
+from crawl.rows import (
+    Item,
+    Prepared,
+    Sighting,  # noqa: F401  (every source builds one; they import it from here)
+    source_row,
+    url_hash,
+    write,
+)
 from curation import storage
 from curation.models import Image
-from curation.neardup import assign_near_duplicates
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 # Markup that must never reach storage inside an image we keep byte for byte (PNG+HTML polyglots).
@@ -29,22 +35,6 @@ Outcome = Source.Outcome
 
 class InvalidImage(Exception):
     """The bytes are not an image we accept; the message is the reason recorded on the Source."""
-
-
-@dataclass
-class Sighting:
-    """Where one candidate was seen: becomes the Source row."""
-
-    provider: str
-    url: str = ""
-    page_url: str = ""
-    title: str = ""
-    query: str = ""
-    rank: int | None = None
-    seed_image: Image | None = None
-    seed_name: str = ""
-    path: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 FILTER_KEYS = ("min_width", "min_height", "max_aspect")
@@ -104,10 +94,6 @@ class Normalised:
     ext: str  # "jpg" or "png"
     image: PILImage.Image
     sha256: str
-
-
-def url_hash(url):
-    return hashlib.sha256(url.strip().encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def known_url(url):
@@ -217,35 +203,20 @@ def _save_once(name, data):
     return storage.save_once(name, data)
 
 
-def store(norm):
-    """The Image for these normalised bytes, created if new. Returns (image, created)."""
-    existing = Image.objects.filter(sha256=norm.sha256).first()
-    if existing:
-        return existing, False
+def store_files(norm):
+    """Write the picture and its thumbnail under content-addressed names; no row yet (rows.write)."""
     sha = norm.sha256
     prefix = f"{sha[:2]}/{sha[2:4]}/{sha}"
     file_name = _save_once(f"images/{prefix}.{norm.ext}", norm.data)
     thumb_name = _save_once(f"thumbs/{prefix}.jpg", _thumbnail_bytes(norm.image))
-    try:
-        with transaction.atomic():
-            image = Image.objects.create(
-                sha256=sha, file=file_name, thumbnail=thumb_name, width=norm.image.width,
-                height=norm.image.height, format="png" if norm.ext == "png" else "jpeg",
-                byte_size=len(norm.data), dhash=compute_dhash(norm.image),
-            )
-        return image, True
-    except IntegrityError:  # two workers stored the same picture at once; one row wins
-        return Image.objects.get(sha256=sha), False
+    return Prepared(sha256=sha, file=file_name, thumbnail=thumb_name, width=norm.image.width,
+                    height=norm.image.height, format="png" if norm.ext == "png" else "jpeg",
+                    byte_size=len(norm.data), dhash=compute_dhash(norm.image))
 
 
 def record(sighting, outcome, *, run=None, image=None, reason="", tracker=None, extra=None):
-    source = Source.objects.create(
-        run=run, image=image, provider=sighting.provider, query=sighting.query[:300],
-        seed_image=sighting.seed_image, seed_name=sighting.seed_name[:300], url=sighting.url,
-        url_hash=url_hash(sighting.url) if sighting.url else "", page_url=sighting.page_url,
-        title=sighting.title, rank=sighting.rank, path=sighting.path, outcome=outcome,
-        reason=reason[:2000], extra={**sighting.extra, **(extra or {})},
-    )
+    source = source_row(sighting, outcome, run=run, image=image, reason=reason, extra=extra)
+    source.save(force_insert=True)
     if tracker is not None:
         tracker.count(outcome)
     return source
@@ -270,25 +241,23 @@ def examine(data, filters=None):
         return None, f"could not re-encode: {exc}"
 
 
-def ingest_bytes(data, sighting, *, run=None, filters=None, tracker=None, extra=None):
+def prepare(data, filters=None):
+    """Decode, filter, normalise and store the files: (Prepared, None), or (None, why it is invalid)."""
     # Decoded pixels are what costs memory: a 200 KB PNG can be 64 MP. The budget holds a decode back
     # until the pixels it declares fit, whatever the number of threads and workers in this process.
     with pixel_budget.reserve(pixel_budget.declared_pixels(data)):
         norm, reason = examine(data, filters)
         if norm is None:
-            return record(sighting, Outcome.INVALID, run=run, reason=reason, tracker=tracker, extra=extra)
-        image, created = store(norm)  # the thumbnail is made from the decoded pixels too
-    del norm
-    if created:
-        on_image_stored(image)
-        return record(sighting, Outcome.STORED, run=run, image=image, tracker=tracker, extra=extra)
-    return record(sighting, Outcome.DUPLICATE, run=run, image=image, reason=f"same picture as #{image.pk}",
-                   tracker=tracker, extra=extra)
+            return None, reason
+        return store_files(norm), None  # the thumbnail is made from the decoded pixels too
 
 
-def on_image_stored(image):
-    """What must follow a new image: near-duplicate grouping."""
-    assign_near_duplicates([image.pk])
+def ingest_bytes(data, sighting, *, run=None, filters=None, tracker=None, extra=None):
+    """Ingest one picture: its Image row (when new) and its Source commit together."""
+    prepared, reason = prepare(data, filters)
+    item = Item(sighting, prepared=prepared, outcome="" if prepared else Outcome.INVALID, reason=reason or "",
+                        extra=extra)
+    return write([item], run=run, tracker=tracker)[0]
 
 
 def ingest_url(url, sighting, *, fetcher, run=None, filters=None, tracker=None, skip_known=True,

@@ -8,10 +8,12 @@ import argparse
 from django.conf import settings
 from django.utils import timezone
 
-from crawl import jobs, rounds
+from crawl import batches, importers, jobs, rounds
+from crawl import original as original_layout
 from crawl.ingest import FILTER_KEYS
 from curation import runs
 from curation.models import Run
+from curation.registry import LaunchError
 from sceneimg_site import queues
 
 
@@ -76,21 +78,49 @@ def similar_params(seeds, *, limit_per_seed=150, per_host=None, batch_size=16, m
 
 
 def launch_similar(params, user=None, *, parent=None):
-    """Enqueue one expansion as one job (--max-concurrent seeds at once inside it). Seed files must be
-    readable by the worker: the command and the web form put seed files in media storage first.
-    A collection's round expands the seeds under its cursor only (crawl/rounds.py)."""
-    job = rounds.similar_round_job if rounds.is_collection(params) else jobs.search_by_images_job
-    return runs.launch(Run.Kind.SIMILAR, job, params, queue=queues.CRAWL, label=params["label"], user=user,
-                       parent=parent)
+    """Enqueue one expansion as batches of --max-concurrent seeds, one job each, that any number of
+    workers share (the seeds of a batch are searched at once). Seed files must be readable by the
+    worker: the command and the web form put seed files in media storage first. A collection's round
+    expands the seeds under its cursor only, as one job (crawl/rounds.py)."""
+    if rounds.is_collection(params):
+        return runs.launch(Run.Kind.SIMILAR, rounds.similar_round_job, params, queue=queues.CRAWL,
+                           label=params["label"], user=user, parent=parent)
+    seeds, size = list(params["seeds"]), max(1, params.get("max_concurrent") or 1)
+    parts = [seeds[i:i + size] for i in range(0, len(seeds), size)] or [[]]
+    run = runs.launch(Run.Kind.SIMILAR, jobs.search_by_images_batch_job, params, queue=queues.CRAWL,
+                      label=params["label"], user=user, parent=parent,
+                      batches=[(f"s{i}", {**params, "seeds": part}) for i, part in enumerate(parts)])
+    Run.objects.filter(pk=run.pk, total__isnull=True).update(total=len(seeds) * params["limit_per_seed"])
+    return run
 
 
 def import_folder_params(path, *, recursive=False, label="", **options):
     return {"path": str(path), "recursive": recursive, "label": label, **_extras(options)}
 
 
+def _launch_batches(job, params, todo, *, user, label, key):
+    """One Run whose work is split into batches of `todo`, one RQ job each: any number of workers share
+    them, and the run is done when the last batch is."""
+    parts = batches.chunks(todo) or [[]]  # no items: one empty batch still ends the run
+    run = runs.launch(Run.Kind.IMPORT, job, params, queue=queues.CRAWL, user=user, label=label,
+                      batches=[(f"b{i}", {**params, key: part}) for i, part in enumerate(parts)])
+    Run.objects.filter(pk=run.pk, total__isnull=True).update(total=len(todo))
+    return run
+
+
 def launch_import_folder(params, user=None):
-    return runs.launch(Run.Kind.IMPORT, jobs.import_folder_job, params, queue=queues.CRAWL, user=user,
-                       label=params["label"] or f"folder {params['path']}"[:200])
+    recursive = params.get("recursive") or original_layout.has_index(params["path"])
+    try:
+        files, outside = importers.list_images(params["path"], recursive)
+    except importers.ImportSourceError as exc:
+        raise LaunchError(str(exc)) from None
+    run = _launch_batches(jobs.import_folder_batch_job, params, [str(f) for f in files], user=user, key="files",
+                          label=params["label"] or f"folder {params['path']}"[:200])
+    if outside and not run.counters.get("skipped"):
+        runs.add_counters(run.pk, {"skipped": len(outside)})
+        Run.objects.filter(pk=run.pk).update(total=len(files) + len(outside))
+        importers.note_outside(run, outside)
+    return run
 
 
 def import_urls_params(file, *, label="", workers=8, **options):
@@ -98,5 +128,9 @@ def import_urls_params(file, *, label="", workers=8, **options):
 
 
 def launch_import_urls(params, user=None):
-    return runs.launch(Run.Kind.IMPORT, jobs.import_urls_job, params, queue=queues.CRAWL, user=user,
-                       label=params["label"] or "URL list")
+    try:
+        entries = importers.parse_url_list(importers.read_url_file(params["file"]))
+    except importers.ImportSourceError as exc:
+        raise LaunchError(str(exc)) from None
+    return _launch_batches(jobs.import_urls_batch_job, params, entries, user=user, key="entries",
+                           label=params["label"] or "URL list")

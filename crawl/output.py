@@ -19,13 +19,42 @@ FORMATS = {"image/jpeg": "JPEG", "image/jpg": "JPEG", "image/png": "PNG", "image
            "image/gif": "GIF", "image/bmp": "BMP"}
 
 
+class OutputRootError(Exception):
+    """The output folder chosen at launch is gone or is no longer the folder it was."""
+
+
+def checked_root(output, *, create=False):
+    """The output root, checked again at write time. It was resolved (links followed) and checked
+    against the allowed roots at launch; one replaced by a link to somewhere else since then fails here,
+    and so does one removed while files are being written (it is not silently made again). With
+    `create`, at the start of a query or seed, a missing root is made in its real parent folder."""
+    root = Path(output)
+    if create and not root.exists() and not root.is_symlink() and root.parent.resolve() == root.parent:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        root.mkdir(exist_ok=True)
+    if root.is_symlink() or (root.exists() and root.resolve() != root):
+        raise OutputRootError(f"output folder {output} now leads to {root.resolve()} (replaced after launch); "
+                              "nothing written")
+    if not root.is_dir():
+        raise OutputRootError(f"output folder {output} no longer exists (removed after launch); nothing written")
+    return root
+
+
+def _inside(root, path):
+    if not Path(path).resolve().is_relative_to(root):
+        raise OutputRootError(f"{path} now leads outside the output folder {root} (replaced after launch); "
+                              "nothing written")
+
+
 def output_folder(output, name, label=""):
     """The folder the original would have written a query's or a seed's files to (a label below it)."""
-    folder = Path(output) / original.sanitize(name)
+    root = checked_root(output, create=True)
+    folder = root / original.sanitize(name)
     if label:
         # A label is typed by a person (or a web form): like the query, it names one folder, never a path.
         folder = folder / original.sanitize(label)
     folder.mkdir(parents=True, exist_ok=True)
+    _inside(root, folder)
     return folder
 
 
@@ -35,6 +64,7 @@ def write_output(source, output, folder, extra, *, keyword):
     with default_storage.open(image.file.name, "rb") as fh:
         data = fh.read()
     sha1 = hashlib.sha1(data).hexdigest()
+    _inside(checked_root(output), folder)
     target = Path(folder) / f"{sha1}.{'png' if image.format == 'png' else 'jpg'}"
     new = not target.exists()
     if new:

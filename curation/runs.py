@@ -23,7 +23,7 @@ from rq import Callback
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from curation import pipeline
+from curation import pipeline, registry
 from curation.models import Run
 
 log = logging.getLogger(__name__)
@@ -324,13 +324,17 @@ def reap_stale_runs(stale_seconds=None):
     # A cancelled run whose worker died before it stopped is finished as of its last heartbeat.
     Run.objects.filter(status=Run.Status.CANCELLED, finished_at__isnull=True, heartbeat_at__lt=cutoff).update(
         finished_at=F("heartbeat_at"))
-    stale = list(Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff).only("pk", "heartbeat_at"))
+    stale = list(Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff).only(
+        "pk", "kind", "heartbeat_at"))
     for run in stale:
         mark_failed(
             run.pk,
             f"worker died: no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC "
             f"(killed, out of memory or machine lost)",
         )
+        # The dead worker's last counts may never have been flushed: its rows are the truth.
+        for reconcile in registry.reconcilers(run.kind):
+            reconcile(run)
     return len(stale) + reap_lost_runs(stale_seconds)
 
 

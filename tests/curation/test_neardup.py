@@ -152,16 +152,18 @@ def test_find_duplicates_command(capsys):
 
 
 @pytest.mark.django_db
-def test_ingest_groups_a_recompressed_copy_as_it_arrives():
+def test_ingest_groups_a_recompressed_copy_as_it_arrives(django_capture_on_commit_callbacks):
     from crawl.ingest import Sighting, ingest_bytes
     from tests.images import encode, photo_like
 
     neardup._INDEX.reset()
     picture = photo_like(640, 480, seed=5)
-    first = ingest_bytes(encode(picture, "JPEG", quality=95), Sighting(provider="folder", path="a.jpg")).image
-    ingest_bytes(encode(photo_like(640, 480, seed=6), "JPEG", quality=95), Sighting(provider="folder", path="b.jpg"))
-    smaller = ingest_bytes(encode(picture.resize((480, 360)), "JPEG", quality=60),
-                           Sighting(provider="folder", path="c.jpg")).image
+    with django_capture_on_commit_callbacks(execute=True):  # grouping follows the rows' commit
+        first = ingest_bytes(encode(picture, "JPEG", quality=95), Sighting(provider="folder", path="a.jpg")).image
+        ingest_bytes(encode(photo_like(640, 480, seed=6), "JPEG", quality=95),
+                     Sighting(provider="folder", path="b.jpg"))
+        smaller = ingest_bytes(encode(picture.resize((480, 360)), "JPEG", quality=60),
+                               Sighting(provider="folder", path="c.jpg")).image
     assert smaller.pk != first.pk
     smaller.refresh_from_db()
     assert smaller.dup_group_id == first.pk
