@@ -105,7 +105,9 @@ def test_gallery_image_url_is_presigned_works_and_expires(s3_storage, settings, 
     url = response["Location"]
     query = parse_qs(urlsplit(url).query)
     assert query["X-Amz-Expires"] == ["2"] and "X-Amz-Signature" in query
-    assert requests.get(url, timeout=10).content == raw_get(s3_storage, image.file.name)
+    fetched = requests.get(url, timeout=10)
+    assert fetched.content == raw_get(s3_storage, image.file.name)
+    assert fetched.headers["Content-Type"] == "image/jpeg"
     unsigned = url.split("?", 1)[0]
     assert requests.get(unsigned, timeout=10).status_code == 403  # the bucket is private
     time.sleep(3)
