@@ -193,3 +193,36 @@ def test_only_assigned_reviewers_claim_and_only_staff_create_queues(client, peop
     assert created.status_code == 302
     second = queue.view.queues.get(name="second")
     assert second.overlap_permille == 100 and second.overlap_pair() == {ann.pk, bob.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_walks_past_images_another_transaction_has_locked(settings, people, make_queue):
+    if not connection.features.has_select_for_update_skip_locked:
+        pytest.skip("SQLite has no row locks: its claims are serialised write transactions instead")
+    from django.db import transaction
+
+    from curation.models import Image
+
+    settings.SCENEIMG_TEAM_BATCH = 3
+    images = rows(6)
+    queue = make_queue("sort=old")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_first_three():
+        try:
+            with transaction.atomic():
+                list(Image.objects.select_for_update().filter(pk__in=[im.pk for im in images[:3]]))
+                locked.set()
+                release.wait(timeout=10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_first_three)
+    holder.start()
+    try:
+        assert locked.wait(timeout=10)
+        # Without SKIP LOCKED this claim would wait for the holder, then take the first three.
+        assert leases.claim(queue, people[1]) == [im.pk for im in images[3:]]
+    finally:
+        release.set()
+        holder.join(timeout=10)
