@@ -31,7 +31,7 @@ from crawl.fetcher import Fetcher, FetchError
 from crawl.ingest import Filters, Sighting, compute_dhash, examine, ingest_bytes
 from crawl.models import Source
 from crawl.output import output_folder, write_output
-from curation.models import Image
+from curation.models import Image, Run
 from curation.runs import Cancelled
 from curation.threads import db_pool
 
@@ -309,8 +309,11 @@ def expand_seed(tracker, client, spec, *, limit_per_seed, pool, fetcher, filters
 
 def expand_seeds(tracker, seeds, *, limit_per_seed=150, per_host=None, batch_size=16, max_concurrent=3,
                  dhash_threshold=18, dhash_min_distance=4, use_dhash=True, dedup=True, debug=False, output=None,
-                 label="", filters=None, fetcher=None):
-    """Reverse-image search for every seed spec. A failing seed is recorded on the Run and skipped."""
+                 label="", filters=None, fetcher=None, batch=False):
+    """Reverse-image search for every seed spec. A failing seed is recorded on the Run and skipped.
+
+    With `batch`, `seeds` are one batch of a queued run's seeds (its total was set at launch), and the
+    run fails only when its other batches' seeds failed too."""
     if not seeds:
         raise SimilarError("no seeds: give --input-dir (with a matching --glob) or --seed-image-id")
     run = tracker.run
@@ -320,7 +323,11 @@ def expand_seeds(tracker, seeds, *, limit_per_seed=150, per_host=None, batch_siz
     client = GraphClient(fetcher, base_url=base)
     filters = filters or Filters.from_params(debug=debug)
     window_args = (dhash_min_distance, dhash_threshold, use_dhash)
-    tracker.add_total(len(seeds) * limit_per_seed)
+    if not batch:
+        tracker.add_total(len(seeds) * limit_per_seed)
+    elif run is not None:  # the launch sets it too; a worker quicker than the launch must not add to nothing
+        all_seeds = Run.objects.values_list("params", flat=True).get(pk=run.pk).get("seeds") or ()
+        Run.objects.filter(pk=run.pk, total__isnull=True).update(total=len(all_seeds) * limit_per_seed)
     failures = []
 
     with db_pool(batch_size, "similar-dl") as pool:
@@ -346,7 +353,16 @@ def expand_seeds(tracker, seeds, *, limit_per_seed=150, per_host=None, batch_siz
             for _ in seed_pool.map(seed_job, seeds):
                 pass
     tracker.flush()
-    if failures and len(failures) == len(seeds):
+    if failures and len(failures) == len(seeds) and (not batch or _every_seed_failed(run)):
         raise SimilarError(f"every seed failed; the first: {failures[0]}")
     return tracker.counts
+
+
+def _every_seed_failed(run):
+    """Whether every seed of a run split into batches failed, this batch's counted already. Each batch
+    counts its failures before it asks, so the last of them to ask sees them all."""
+    if run is None:
+        return True
+    params, counters = Run.objects.values_list("params", "counters").get(pk=run.pk)
+    return counters.get("_seeds_failed", 0) >= len(params.get("seeds") or ())
 
