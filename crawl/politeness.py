@@ -226,8 +226,10 @@ def acquire(key, limit, *, wait_until, check=lambda: None, waited_out=None):
     pause does not end) before `wait_until` (time.monotonic()). `check` runs while waiting; what it
     raises (a run's Cancelled) ends the wait. `waited_out`: a Pause this caller already slept through."""
     semaphore = _local.semaphore(key, limit)
-    if not semaphore.acquire(timeout=max(wait_until - time.monotonic(), 0.0)):
-        return None
+    while not semaphore.acquire(timeout=min(max(wait_until - time.monotonic(), 0.0), 1.0)):
+        if time.monotonic() >= wait_until:
+            return None
+        check()  # at least once a second while this process's own slots are all busy
     try:
         token = _shared_slot(key, limit, wait_until, check, waited_out)
     except BaseException:

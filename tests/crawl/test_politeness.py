@@ -117,3 +117,36 @@ def test_without_redis_the_limit_holds_per_process_with_a_warning(host, settings
     assert got == [image_bytes(n) for n in range(6)]
     assert host.peak == 2
     assert "Redis at redis://127.0.0.1:1/0 cannot be reached" in caplog.text
+
+
+class Stop(Exception):
+    pass
+
+
+def test_a_cancel_is_seen_while_waiting_for_a_busy_slot(host, settings):
+    settings.SCENEIMG_FETCH_DEADLINE = 30.0
+    holder = threading.Thread(target=lambda: Fetcher(per_host=1, retries=0).get(host.url("/slow/1.jpg?s=4")),
+                              daemon=True)
+    holder.start()
+    deadline = time.monotonic() + 10
+    while host.active < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    cancelled, outcome = threading.Event(), []
+
+    def check():
+        if cancelled.is_set():
+            raise Stop()
+
+    def wait_for_the_slot():
+        try:
+            Fetcher(per_host=1, retries=0, check=check).get(host.url("/img/9.jpg"))
+        except Stop:
+            outcome.append("stopped")
+
+    waiter = threading.Thread(target=wait_for_the_slot, daemon=True)
+    waiter.start()
+    time.sleep(0.3)
+    cancelled.set()
+    waiter.join(3)  # the slot stays busy for 4 s
+    assert outcome == ["stopped"] and "/img/9.jpg" not in host.hits
+    holder.join(10)
