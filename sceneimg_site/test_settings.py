@@ -17,7 +17,9 @@ SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 MEDIA_ROOT = os.environ.get("MEDIA_ROOT") or tempfile.mkdtemp(prefix="sceneimg-test-media-")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # A child process of an S3 test (worker_env passes SCENEIMG_S3_*) keeps the test's bucket.
+    "default": {"BACKEND": "curation.s3.PrivateS3Storage" if SCENEIMG_S3_BUCKET  # noqa: F405
+                else "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -49,6 +49,10 @@ def worker_env(settings):
         "SCENEIMG_FETCH_ALLOW_PRIVATE": ",".join(settings.SCENEIMG_FETCH_ALLOW_PRIVATE),
         "SCENEIMG_TEST_DB": "",
     })
+    if settings.SCENEIMG_S3_BUCKET:  # the test's s3_storage: the child stores in the same bucket and prefix
+        env.update({name: str(getattr(settings, name)) for name in (
+            "SCENEIMG_S3_BUCKET", "SCENEIMG_S3_ENDPOINT_URL", "SCENEIMG_S3_ACCESS_KEY", "SCENEIMG_S3_SECRET_KEY",
+            "SCENEIMG_S3_PREFIX", "SCENEIMG_S3_REGION")})
     return env
 
 

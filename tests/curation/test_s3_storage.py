@@ -149,3 +149,31 @@ def test_export_reads_from_s3_and_writes_the_zip_to_s3(s3_storage, settings, tmp
     with zipfile.ZipFile(io.BytesIO(body)) as zf:
         got = {int(n.split("/")[1].split(".")[0]): zf.read(n) for n in zf.namelist() if n.startswith("images/")}
     assert got == pictures
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_two_worker_processes_importing_overlapping_folders_store_each_picture_once(s3_storage, worker_env,
+                                                                                    tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from crawl.models import Source
+
+    root = Path(__file__).resolve().parents[2]
+    pictures = {seed: picture_bytes(seed, 640, 480) for seed in range(10, 22)}
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder, seeds in zip(folders, (range(10, 18), range(14, 22)), strict=True):  # 14-17 in both
+        folder.mkdir()
+        for seed in seeds:
+            (folder / f"{seed}.jpg").write_bytes(pictures[seed])
+    children = [subprocess.Popen([sys.executable, "manage.py", "import_folder", str(folder)],
+                                 cwd=root, env=worker_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for folder in folders]
+    for child in children:
+        out, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err[-2000:]
+    images = list(Image.objects.all())
+    assert len(images) == len(pictures) and Source.objects.count() == 16
+    assert keys(s3_storage) == sorted([i.file.name for i in images] + [i.thumbnail.name for i in images])
