@@ -181,9 +181,9 @@ LOGGING = {
 # Each app keeps its own documented knobs (CVAT's default_settings pattern).
 from crawl.default_settings import *  # noqa: E402,F401,F403
 from curation.default_settings import *  # noqa: E402,F401,F403
-from vlm.default_settings import *  # noqa: E402,F401,F403
 from dashboard.default_settings import *  # noqa: E402,F401,F403
 from team.default_settings import *  # noqa: E402,F401,F403
+from vlm.default_settings import *  # noqa: E402,F401,F403
 
 if SCENEIMG_S3_BUCKET:  # noqa: F405 (curation.default_settings)
     # Media in a private bucket (curation/s3.py reads the SCENEIMG_S3_* settings); static files stay local.
