@@ -66,8 +66,9 @@ def export_new(request):
 def export_count(request):
     """The export form's estimate for `filter` as it is being typed (htmx): never a full COUNT(*)."""
     try:
-        count, exact = estimate_count(request.GET.get("filter", "").strip().lstrip("?"))
-    except FilterError as exc:
+        # The export's own check, so the count refuses what starting the export would (an unknown key too).
+        count, exact = estimate_count(export.check_filter(request.GET.get("filter", "").strip().lstrip("?")))
+    except (export.ExportError, FilterError) as exc:
         return HttpResponse(f"filter: {exc}", status=400, content_type="text/plain")
     return render(request, "curation/_export_count.html", {"estimate": (count, exact)})
 

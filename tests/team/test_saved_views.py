@@ -87,6 +87,8 @@ def test_the_export_count_follows_the_filter_and_names_a_bad_one(client, people)
     assert client.get("/export/count/", {"filter": "?final=reject"}).content.decode().strip() == "1 image match."
     bad = client.get("/export/count/", {"filter": "final=maybe"})
     assert bad.status_code == 400 and b"final: expected one of" in bad.content
+    unknown = client.get("/export/count/", {"filter": "final=keep&colour=red"})
+    assert unknown.status_code == 400 and b"unknown filter key 'colour'" in unknown.content
 
 
 def test_team_pages_need_a_sign_in(client):
