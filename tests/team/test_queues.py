@@ -226,3 +226,15 @@ def test_a_claim_walks_past_images_another_transaction_has_locked(settings, peop
     finally:
         release.set()
         holder.join(timeout=10)
+
+
+def test_giving_back_a_batch_returns_it_to_the_pool_at_once(client, settings, people, make_queue):
+    settings.SCENEIMG_TEAM_BATCH = 2
+    rows(2)
+    queue = make_queue("sort=old")
+    _, ann, bob, _ = people
+    held = leases.claim(queue, ann)
+    client.force_login(ann)
+    assert client.post(f"/team/queues/{queue.pk}/release/").status_code == 302
+    assert not leases.held(queue, ann).exists()
+    assert leases.claim(queue, bob) == held
