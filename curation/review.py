@@ -106,6 +106,78 @@ def set_decision(image_ids, decision, user, note="", client_id=None):
         raise ReviewError(f"client_id: {client_id!r} already names another decision") from None
 
 
+def set_decisions(items, user):
+    """Single-image decisions [(image_id, decision, client_id)] made in the order given, in one
+    transaction, as set_decision would make them one after another (the viewer sends what piled up
+    while its previous request was out). One result per item: the Reviews written (none when the image
+    already had that decision; the earlier Review when its client_id was already used for it), or the
+    ReviewError that refused it, which leaves the other items made."""
+    checked = [_checked_item(*item) for item in items]
+    try:
+        with transaction.atomic():
+            return _apply_in_order(checked, user)
+    except IntegrityError:
+        # Another request used one of these client_ids at the same moment: one at a time, each alone.
+        return [item if isinstance(item, ReviewError) else _decide_one(item, user) for item in checked]
+
+
+def _checked_item(image_id, decision, client_id):
+    try:
+        if not client_id or len(client_id) > CLIENT_ID_MAX:
+            raise ReviewError(f"client_id: expected 1 to {CLIENT_ID_MAX} characters")
+        return int(image_id), parse_decision(decision), client_id
+    except ReviewError as exc:
+        return exc
+
+
+def _decide_one(item, user):
+    image_id, decision, client_id = item
+    try:
+        return set_decision([image_id], decision, user, client_id=client_id)
+    except ReviewError as exc:
+        return exc
+
+
+def _apply_in_order(checked, user):
+    ids = sorted({item[0] for item in checked if not isinstance(item, ReviewError)})
+    current = dict(Image.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+                   .values_list("pk", "human_decision"))
+    earlier = {r.client_id: r for r in Review.objects.filter(
+        client_id__in=[item[2] for item in checked if not isinstance(item, ReviewError)])}
+    results, reviews, decided = [], [], {}
+    for item in checked:
+        if isinstance(item, ReviewError):
+            results.append(item)
+            continue
+        image_id, decision, client_id = item
+        if client_id in earlier:
+            same = (earlier[client_id].user_id, earlier[client_id].image_id, earlier[client_id].new)
+            results.append([earlier[client_id]] if same == (user.pk, image_id, decision) else
+                           ReviewError(f"client_id: {client_id!r} already names another decision"))
+        elif image_id not in current:
+            results.append(ReviewError(f"image: no image #{image_id}"))
+        elif current[image_id] == decision:
+            decided[image_id] = decision
+            results.append([])
+        else:
+            made = Review(image_id=image_id, user=user, old=current[image_id], new=decision, client_id=client_id)
+            current[image_id] = decided[image_id] = decision
+            earlier[client_id] = made
+            reviews.append(made)
+            results.append([made])
+    Review.objects.bulk_create(reviews)
+    if decided:
+        for listener in registry.review_listeners():
+            listener(user, decided)
+    by_value = {}
+    for image_id in {made.image_id for made in reviews}:
+        by_value.setdefault(current[image_id], []).append(image_id)
+    for new, changed in by_value.items():
+        final = F("auto_decision") if new is None else new
+        Image.objects.filter(pk__in=changed).update(human_decision=new, final_decision=final)
+    return results
+
+
 def undo(review_ids, user):
     """Revert the changes recorded by these Reviews (the user's own).
 

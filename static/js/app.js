@@ -204,11 +204,13 @@
       }
     }
     sending = true;
-    post(job).then(function (outcome) {
+    var jobs = job.batchUrl ? batchAtHead(job) : [job];
+    post(job.batchUrl ? batchRequest(jobs) : job).then(function (outcome) {
       sending = false;
       if (outcome.ok) {
-        queue.shift();
-        succeed(job, outcome);
+        queue.splice(0, jobs.length);
+        if (job.batchUrl) succeedEach(jobs, outcome);
+        else succeed(job, outcome);
       } else if (outcome.transient && job.attempts < RETRY_DELAYS.length) {
         waiting = true;
         setTimeout(function () {
@@ -220,12 +222,39 @@
         // The server is unreachable: what waits behind this job would meet the same fate.
         failAll(queue.splice(0), outcome.message);
       } else {
-        queue.shift();
-        fail(job, outcome.message);
+        queue.splice(0, jobs.length).forEach(function (refused) { fail(refused, outcome.message); });
       }
     }).catch(function (error) {
       console.error(error); // a fault in showing the answer must not stop the queue
     }).then(sendNext);
+  }
+
+  // The viewer's decisions waiting at the head of the queue go out together, in order, each with its
+  // own client_id: a reviewer faster than one request per decision is not held to the server's pace.
+  var BATCH_MAX = 50;
+  function batchAtHead(job) {
+    var jobs = [];
+    for (var i = 0; i < queue.length && jobs.length < BATCH_MAX && queue[i].batchUrl === job.batchUrl; i++) jobs.push(queue[i]);
+    return jobs;
+  }
+  function batchRequest(jobs) {
+    var items = jobs.map(function (j) { return { image: Number(j.image), decision: j.decision, client_id: j.values.client_id }; });
+    return { url: jobs[0].batchUrl, values: { items: JSON.stringify(items) } };
+  }
+  // One answer per decision: each is saved (and goes on the undo stack) or fails on its own.
+  function succeedEach(jobs, outcome) {
+    var results = JSON.parse(outcome.text).results || [];
+    jobs.forEach(function (job, i) {
+      var result = results[i] || { error: "the server did not answer for this decision" };
+      if (result.error) {
+        fail(job, result.error);
+        return;
+      }
+      if (result.reviews.length) {
+        htmx.trigger(body(), "reviewed", { count: result.reviews.length, reviews: result.reviews, images: [result.image], run: null });
+      }
+      setSave(job, "saved");
+    });
   }
 
   function post(job) {
@@ -365,6 +394,8 @@
       swapTarget: view === "detail" ? "#decision" : view === "viewer" ? null : "#card-" + imageId,
     };
     if (view === "detail" || view === "viewer") job.values.view = view;
+    var viewer = view === "viewer" && document.getElementById("viewer");
+    if (viewer && viewer.dataset.decideMany) job.batchUrl = viewer.dataset.decideMany;
     if (note) job.values.note = note;
     setSave(job, "pending");
     enqueue(job);

@@ -1,5 +1,6 @@
 """The review viewer in a real browser: the next images are preloaded, zoom and pan, keyboard decisions
 saved through the gallery's queue, and Esc leads back to the same image in the gallery."""
+import json
 import re
 import time
 
@@ -136,7 +137,7 @@ def test_esc_returns_to_the_same_image_in_the_gallery_beyond_its_first_page(logg
     expect(page.locator("#grid .card")).to_have_count(60)
     expect(page.locator(f"#card-{many[64].pk}")).to_have_count(0)  # not loaded in the gallery yet
     page.click("#open-viewer")
-    page.wait_for_url(re.compile(r"/viewer/\?sort=old$"))
+    page.wait_for_url(re.compile(rf"/viewer/\?sort=old&at={many[0].pk}$"))  # at the focused (first) card
     wait_for_image(page, many[0])
     for _ in range(64):
         page.keyboard.press("s")
@@ -157,13 +158,14 @@ def test_a_failed_decision_is_retried_with_the_same_client_id_and_saved_once(log
     attempts = []
 
     def flaky(route):
-        attempts.append(parse_qs(route.request.post_data or "")["client_id"][0])
+        items = json.loads(parse_qs(route.request.post_data or "")["items"][0])
+        attempts.append(items[0]["client_id"])
         if len(attempts) == 1:
             route.fulfill(status=503, body="busy")
         else:
             route.continue_()
 
-    page.route(re.compile(r"/images/\d+/decide/$"), flaky)
+    page.route(re.compile(r"/review/decisions/$"), flaky)
     page.goto(f"{page.base_url}/viewer/?sort=old")
     wait_for_image(page, images[0])
     page.keyboard.press("r")

@@ -1,5 +1,5 @@
 """The gallery's Viewer button (and v) opens the viewer at the focused card, in the gallery's filter and
-order, and the viewer's decisions are saved from its bare 204 answers."""
+order, and the viewer's decisions are saved (several to a request when the keys outrun the server)."""
 import re
 import time
 
@@ -48,7 +48,7 @@ def test_viewer_button_starts_at_the_focused_card_with_the_filter_and_order(logg
     assert page.js_errors == []
 
 
-def test_v_opens_the_viewer_at_a_clicked_card_and_decisions_are_saved(logged_in_page, images):
+def test_v_opens_the_viewer_at_a_clicked_card_and_its_decisions_are_saved_and_undone(logged_in_page, images):
     page = logged_in_page
     order = undecided(images)
     page.goto(f"{page.base_url}/?human=none&sort=old")
@@ -56,8 +56,8 @@ def test_v_opens_the_viewer_at_a_clicked_card_and_decisions_are_saved(logged_in_
     expect(page.locator(f"#card-{order[2].pk}")).to_have_class(re.compile("is-focused"))
     page.keyboard.press("v")
     shown(page, order[2])
-    decided = []
-    page.on("response", lambda r: decided.append(r.status) if r.url.endswith("/decide/") else None)
+    answers = []
+    page.on("response", lambda r: answers.append(r.status) if r.url.endswith("/review/decisions/") else None)
     page.keyboard.press("k")
     shown(page, order[3])
     page.keyboard.press("r")
@@ -68,8 +68,7 @@ def test_v_opens_the_viewer_at_a_clicked_card_and_decisions_are_saved(logged_in_
     assert list(Review.objects.order_by("pk").values_list("image_id", "new")) == [
         (order[2].pk, "keep"), (order[3].pk, "reject")]
     assert Image.objects.get(pk=order[3].pk).human_decision == "reject"
-    page.wait_for_function("n => window.performance.getEntriesByType('resource').filter(e => e.name.endsWith('/decide/')).length >= n", arg=2)
-    assert decided == [204, 204]
+    assert answers and set(answers) == {200}  # one or two requests, as the keys outran the first
     # u takes back the last decision and shows that image again.
     page.keyboard.press("u")
     shown(page, order[3])
