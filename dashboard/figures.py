@@ -61,8 +61,12 @@ def _stages():
 
 
 def _per_day(qs, value, field="created_at"):
-    rows = (qs.annotate(day=TruncDate(field)).order_by().values("day").annotate(value=value).order_by("day"))
-    return [{"day": row["day"].isoformat(), "value": row["value"]} for row in rows]
+    """One row per day of the window, days without any as 0, so the chart's bars line up with dates."""
+    rows = qs.annotate(day=TruncDate(field)).order_by().values("day").annotate(value=value)
+    found = {row["day"]: row["value"] for row in rows}
+    today = timezone.localdate()
+    days = [today - timedelta(days=back) for back in range(settings.SCENEIMG_DASHBOARD_DAYS - 1, -1, -1)]
+    return [{"day": day.isoformat(), "value": found.get(day, 0)} for day in days]
 
 
 def _reviewers():
