@@ -42,13 +42,13 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 0
 """
-# KEYS: the slots key of each lease. ARGV: lease ms, then one token per key.
+# KEYS: the slots key of each lease. ARGV: lease ms, then one token per key. Returns the tokens not found.
 _RENEW = _NOW_MS + """
-local lost = 0
+local lost = {}
 for i, key in ipairs(KEYS) do
   if redis.call('ZADD', key, 'XX', 'CH', now + tonumber(ARGV[1]), ARGV[i + 1]) == 0
       and not redis.call('ZSCORE', key, ARGV[i + 1]) then
-    lost = lost + 1
+    table.insert(lost, ARGV[i + 1])
   end
   redis.call('PEXPIRE', key, tonumber(ARGV[1]))
 end
@@ -161,8 +161,10 @@ class _Renewer:
             except redis.RedisError as exc:
                 shared.failed(exc)
                 continue
+            with self.lock:  # a lease released meanwhile is not lost
+                lost = [t for t in lost if t.decode() in self.held]
             if lost:
-                log.warning("per-host limits: %d lease(s) ran out before they were renewed", lost)
+                log.warning("per-host limits: %d lease(s) ran out before they were renewed", len(lost))
 
 
 _renewer = _Renewer()
