@@ -11,8 +11,10 @@ a scratch media folder, a loopback image host, and then for --minutes:
 
 Then it lets the maintenance loop reap what the kills left, and prints: requests, 5xx answers, client
 errors (connection refused while the server was busy), reviews the server acknowledged but did not
-keep (lost reviews), files without rows and rows without files (check_storage), and runs still stuck
-in queued or running. Anchor: 0 for 5xx, lost reviews, rows without files and stuck runs.
+keep (lost reviews), files without rows and rows without files (check_storage), runs still stuck
+in queued or running, and the most requests and connections the image host saw at once (the per-host
+limit, SCENEIMG_FETCH_PER_HOST = 4, holds across workers and their restarts). Anchor: 0 for 5xx, lost
+reviews, rows without files and stuck runs.
 
     createdb -h 127.0.0.1 -U postgres sceneimg_soak
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/sceneimg_soak .venv/bin/python bench/soak.py --minutes 2
@@ -208,7 +210,7 @@ def disturb(args, stack, own_redis, stats, import_again):
             stats.add("launch errors (Redis down)")
 
 
-def figures_after(args, stats):
+def figures_after(args, stats, host):
     """What the run left: the anchored figures (lost reviews, storage out of step, stuck runs) and the rest."""
     from django.utils import timezone
 
@@ -243,6 +245,9 @@ def figures_after(args, stats):
         ("rows without files", len(report.missing)),
         ("stuck runs", len(stuck)),
         ("import still running (heartbeat fresh)", int(running_import is not None)),
+        # The per-host limit holds across workers (crawl/politeness.py): at most SCENEIMG_FETCH_PER_HOST.
+        ("image host: most /slow requests at once", host.peak),
+        ("image host: most connections open at once", host.peak_connections),
     ]
     return figures + sorted((name, n) for name, n in stats.counts.items() if name.startswith("client error:"))
 
@@ -299,7 +304,7 @@ def main():
             r.join(35)
         # Let the maintenance loop reap the runs the kills left (stale after 20 s, checked every 10 s).
         time.sleep(45)
-        print_figures(figures_after(args, stats))
+        print_figures(figures_after(args, stats, host))
     finally:
         os.kill(stack.pid, signal.SIGTERM)
         try:
