@@ -48,7 +48,7 @@ PROVENANCE_NAME = "provenance.csv"
 PARQUET_NAME = "metadata.parquet"
 MANIFEST_NAME = "manifest.json"
 IMAGES_DIR = "images"
-UI_KEYS = ("after",)  # gallery page state a copied link carries; it selects nothing, so it is dropped
+UI_KEYS = ("after", "at")  # page and viewer state a copied link carries; it selects nothing, so it is dropped
 
 # name -> parquet type; the CSV has the same columns. New ones go at the end: readers index by position.
 OWN_COLUMNS = {

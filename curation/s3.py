@@ -9,8 +9,10 @@ from django.core.files.base import ContentFile
 from storages.backends.s3 import S3Storage
 from storages.utils import clean_name
 
-# 412: the name exists (our condition failed). 409: another conditional write to it was in flight.
-_ALREADY_THERE = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+# 412: the name exists (our condition failed). 409: another conditional write to it was in flight,
+# which may still fail, so that one is checked.
+_EXISTS = {"PreconditionFailed", "412"}
+_IN_FLIGHT = {"ConditionalRequestConflict", "409"}
 
 
 def s3_options():
@@ -53,8 +55,10 @@ class PrivateS3Storage(S3Storage):
         except ClientError as err:
             code = str(err.response.get("Error", {}).get("Code", ""))
             status = str(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-            if code not in _ALREADY_THERE and status not in _ALREADY_THERE:
+            if code in _EXISTS or status in _EXISTS:
+                return name
+            if code not in _IN_FLIGHT and status not in _IN_FLIGHT:
                 raise
-            if not self.exists(name):  # a conflicting write that then failed: ours must land
+            if not self.exists(name):  # the conflicting write failed: ours must land
                 self.connection.meta.client.put_object(Bucket=self.bucket_name, Key=key, Body=data, **params)
         return name
