@@ -12,6 +12,8 @@ from django.utils import timezone
 
 from crawl.models import Source
 from curation.models import AutoStage, Decision, Image, Review
+from team.agreement import agreement
+from team.models import Queue
 from vlm.models import VlmVerdict
 
 STAGE_NAMES = {AutoStage.CLIP: "clip", AutoStage.LEARNED: "learned", AutoStage.VLM: "vlm",
@@ -25,6 +27,7 @@ def compute():
         "stages": _stages(),
         "reviews_per_day": _per_day(Review.objects.filter(created_at__gte=since), Count("id")),
         "reviewers": _reviewers(),
+        "agreement": _agreement(),
         "keep_rate": {
             "provider": _keep_rate("provider", "provider"),
             "query": _keep_rate("query", "query", Q(provider__in=["baidu", "baidu_similar"]) & ~Q(query="")),
@@ -104,3 +107,15 @@ def _vlm_by_prompt():
             .order_by("-verdicts"))
     return [{"name": r["prompt_version__name"], "verdicts": r["verdicts"], "errors": r["errors"],
              "cost": r["cost"], "qs": f"pv={r['prompt_version_id']}"} for r in rows]
+
+
+def _agreement():
+    """Cohen's kappa of each queue's two overlap reviewers (team/agreement.py), newest queues first."""
+    rows = []
+    for queue in Queue.objects.filter(overlap_permille__gt=0, overlap_a__isnull=False, overlap_b__isnull=False) \
+            .select_related("overlap_a", "overlap_b")[:20]:
+        found = agreement(queue)
+        rows.append({"queue": queue.name, "queue_id": queue.pk, "a": queue.overlap_a.get_username(),
+                     "b": queue.overlap_b.get_username(), "both": found.both, "agreed": found.agreed,
+                     "kappa": found.kappa})
+    return rows
