@@ -3,7 +3,6 @@ import math
 from dataclasses import dataclass
 
 from django.db.models import Max
-from sklearn.metrics import cohen_kappa_score
 
 from curation.models import Image, Review
 from team.models import QueueItem
@@ -40,6 +39,8 @@ def agreement(queue):
     agreed = sum(1 for x, y in pairs if x == y)
     if len(set(a) | set(b)) < 2:
         return Agreement(len(pairs), agreed, None)
+    from sklearn.metrics import cohen_kappa_score  # 2 s of import that every command and worker would pay
+
     kappa = float(cohen_kappa_score(a, b))
     return Agreement(len(pairs), agreed, None if math.isnan(kappa) else kappa)
 
