@@ -18,25 +18,23 @@ def _answer(request, image_id, error=None, status=200):
     return render(request, "labels/_labels.html", context, status=status)
 
 
-@login_required
-@require_POST
-def add(request, pk):
+def _change(request, pk, apply):
     image = get_object_or_404(Image.objects.only("pk"), pk=pk)
     try:
         names = edit.clean_names(request.POST.get("name", ""))
     except edit.LabelError as exc:
         return _answer(request, image.pk, str(exc), status=400)
-    edit.add([image.pk], names, request.user)
+    apply(image.pk, names)
     return _answer(request, image.pk)
+
+
+@login_required
+@require_POST
+def add(request, pk):
+    return _change(request, pk, lambda image_id, names: edit.add([image_id], names, request.user))
 
 
 @login_required
 @require_POST
 def remove(request, pk):
-    image = get_object_or_404(Image.objects.only("pk"), pk=pk)
-    try:
-        names = edit.clean_names(request.POST.get("name", ""))
-    except edit.LabelError as exc:
-        return _answer(request, image.pk, str(exc), status=400)
-    edit.remove([image.pk], names)
-    return _answer(request, image.pk)
+    return _change(request, pk, lambda image_id, names: edit.remove([image_id], names))

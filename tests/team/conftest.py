@@ -22,3 +22,19 @@ def make_queue(people):
         queue.reviewers.set(reviewers or people[1:])
         return queue
     return make
+
+
+def decide_overlap(queue, a, b):
+    """Both overlap reviewers claim the same sample and decide it differently in places: a rejects every
+    other image, b every third. Returns (image ids, a's decisions, b's decisions)."""
+    from curation import review
+    from team import leases
+
+    ids = leases.claim(queue, a)
+    assert leases.claim(queue, b) == ids
+    a_says = ["keep" if i % 2 else "reject" for i in range(len(ids))]
+    b_says = ["keep" if i % 3 else "reject" for i in range(len(ids))]
+    for pk, x, y in zip(ids, a_says, b_says, strict=True):
+        review.set_decision([pk], x, a)
+        review.set_decision([pk], y, b)
+    return ids, a_says, b_says

@@ -2,10 +2,9 @@
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from curation import review
 from dashboard import refresh
-from team import leases
 from tests.factories import image_row
+from tests.team.conftest import decide_overlap
 
 pytestmark = pytest.mark.django_db
 
@@ -16,13 +15,7 @@ def test_the_dashboard_shows_the_overlap_reviewers_kappa(client, settings, peopl
         image_row(n + 1)
     lead, ann, bob, _ = people
     queue = make_queue(permille=1000, pair=(ann, bob), name="kitchens")
-    ids = leases.claim(queue, ann)
-    assert leases.claim(queue, bob) == ids
-    ann_says = ["keep" if i % 2 else "reject" for i in range(len(ids))]
-    bob_says = ["keep" if i % 3 else "reject" for i in range(len(ids))]
-    for pk, a, b in zip(ids, ann_says, bob_says, strict=True):
-        review.set_decision([pk], a, ann)
-        review.set_decision([pk], b, bob)
+    _, ann_says, bob_says = decide_overlap(queue, ann, bob)
     refresh.refresh()
     client.force_login(lead)
     page = client.get("/dashboard/").content.decode()

@@ -12,6 +12,7 @@ from curation import review
 from team import agreement, leases
 from team.models import QueueItem
 from tests.factories import image_row
+from tests.team.conftest import decide_overlap
 
 pytestmark = pytest.mark.django_db
 
@@ -119,13 +120,7 @@ def test_agreement_is_cohens_kappa_over_both_reviewers_decisions(client, setting
     _, ann, bob, _ = people
     queue = make_queue(permille=1000, pair=(ann, bob))
     assert agreement.agreement(queue) == agreement.Agreement(0, 0, None)
-    ids = leases.claim(queue, ann)
-    assert leases.claim(queue, bob) == ids
-    ann_says = ["keep" if i % 2 else "reject" for i in range(len(ids))]
-    bob_says = ["keep" if i % 3 else "reject" for i in range(len(ids))]
-    for pk, a, b in zip(ids, ann_says, bob_says, strict=True):
-        review.set_decision([pk], a, ann)
-        review.set_decision([pk], b, bob)
+    ids, ann_says, bob_says = decide_overlap(queue, ann, bob)
     result = agreement.agreement(queue)
     assert result.both == len(ids)
     client.force_login(people[0])
