@@ -25,7 +25,8 @@ def compute():
     return {
         "decisions": _decisions(),
         "stages": _stages(),
-        "reviews_per_day": _per_day(Review.objects.filter(created_at__gte=since), Count("id")),
+        "reviews_per_day": _linked(_per_day(Review.objects.filter(created_at__gte=since, new__isnull=False),
+                                            Count("id")), "reviewed_on"),
         "reviewers": _reviewers(),
         "agreement": _agreement(),
         "keep_rate": {
@@ -34,8 +35,8 @@ def compute():
             "seed": _keep_rate("seed_image_id", "seed", Q(seed_image__isnull=False)),
             "run": _keep_rate("run_id", "run", Q(run__isnull=False)),
         },
-        "vlm_cost_per_day": _per_day(VlmVerdict.objects.filter(updated_at__gte=since), Coalesce(
-            Sum("cost_usd"), 0.0, output_field=FloatField()), field="updated_at"),
+        "vlm_cost_per_day": _linked(_per_day(VlmVerdict.objects.filter(updated_at__gte=since), Coalesce(
+            Sum("cost_usd"), 0.0, output_field=FloatField()), field="updated_at"), "judged_on"),
         "vlm_by_prompt": _vlm_by_prompt(),
     }
 
@@ -70,6 +71,10 @@ def _per_day(qs, value, field="created_at"):
     today = timezone.localdate()
     days = [today - timedelta(days=back) for back in range(settings.SCENEIMG_DASHBOARD_DAYS - 1, -1, -1)]
     return [{"day": day.isoformat(), "value": found.get(day, 0)} for day in days]
+
+
+def _linked(rows, key):
+    return [{**row, "qs": f"{key}={row['day']}" if row["value"] else ""} for row in rows]
 
 
 def _reviewers():

@@ -88,3 +88,15 @@ def test_refresh_keeps_only_the_latest_few_snapshots(collection):
     for _ in range(refresh.KEEP + 2):
         refresh.refresh()
     assert Snapshot.objects.count() == refresh.KEEP
+
+
+def test_a_days_bar_opens_the_images_decided_or_judged_that_day(collection):
+    figures = refresh.refresh().figures
+    today = figures["reviews_per_day"][-1]
+    assert today["value"] == 8 and today["qs"] == f"reviewed_on={today['day']}"
+    assert gallery.filter_images(today["qs"], ordered=False).count() == 6  # eight decisions on six images
+    judged = figures["vlm_cost_per_day"][-1]
+    assert gallery.filter_images(judged["qs"], ordered=False).count() == 5
+    assert not figures["reviews_per_day"][0]["qs"]  # an empty day has nothing to open
+    with pytest.raises(gallery.FilterError, match="reviewed_on: expected a date"):
+        gallery.filter_images("reviewed_on=yesterday", ordered=False).count()
