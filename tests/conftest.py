@@ -90,11 +90,14 @@ def s3_storage(settings, s3_endpoint):
     settings.SCENEIMG_S3_PREFIX = f"t-{uuid.uuid4().hex[:12]}"
     settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "curation.s3.PrivateS3Storage"}}
     client = default_storage.connection.meta.client
-    for _ in range(50):  # a SeaweedFS just started answers before its filer takes buckets
+    deadline = time.monotonic() + 60  # a SeaweedFS just started answers before its filer takes buckets
+    while True:
         try:
             client.head_bucket(Bucket=S3_TEST_BUCKET)
             break
-        except ClientError:
+        except ClientError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"S3 at {s3_endpoint['endpoint']}: no bucket {S3_TEST_BUCKET} ({exc})") from exc
             try:
                 client.create_bucket(Bucket=S3_TEST_BUCKET)
             except ClientError:
