@@ -250,7 +250,7 @@ def url_sighting(entry, label):
                     title=fields.get("title", ""), rank=number, extra={"label": label})
 
 
-def prepare_url_entry(entry, *, label, filters, fetcher=None, check=None):
+def prepare_url_entry(entry, *, label, filters, fetcher=None, check=None, per_host=None):
     """Fetch and prepare one URL-list entry (number, url, fields, id of the image it already names or
     None): an Item for batches.write. No database here, so a pool of processes can run it."""
     global _process_fetcher
@@ -264,7 +264,7 @@ def prepare_url_entry(entry, *, label, filters, fetcher=None, check=None):
     if check is not None:
         check()
     if fetcher is None:
-        fetcher = _process_fetcher = _process_fetcher or Fetcher()
+        fetcher = _process_fetcher = _process_fetcher or Fetcher(per_host=per_host)
     try:
         resp = fetcher.get(url, check=check)
         extra = {"fetched_from": url, "content_type": resp.headers.get("Content-Type", "")}
@@ -291,7 +291,7 @@ def _dry_run_urls(tracker, entries, workers):
 
 
 def import_urls(tracker, entries, *, dry_run=False, label="", workers=8, fetcher=None, filters=None, processes=1,
-                batch=False):
+                batch=False, per_host=None):
     """Fetch each URL through the guarded fetcher and ingest it, `workers` at once in each of
     `processes` processes. With `batch`, the entries are one batch of a queued run (its total is set)."""
     if not batch:
@@ -302,9 +302,9 @@ def import_urls(tracker, entries, *, dry_run=False, label="", workers=8, fetcher
     seen = known_images([url for _, url, fields in entries if "error" not in fields])
     todo = [(number, url, fields, seen.get(url)) for number, url, fields in entries]
     if processes > 1:
-        prepare_one = partial(prepare_url_entry, label=label, filters=filters)
+        prepare_one = partial(prepare_url_entry, label=label, filters=filters, per_host=per_host)
     else:
-        prepare_one = partial(prepare_url_entry, label=label, filters=filters, fetcher=fetcher or Fetcher(),
-                              check=tracker.check_cancelled)
+        prepare_one = partial(prepare_url_entry, label=label, filters=filters, check=tracker.check_cancelled,
+                              fetcher=fetcher or Fetcher(per_host=per_host))
     batches.run(tracker, todo, prepare_one, processes=processes, workers=workers)
     tracker.check_cancelled()  # the run ends as cancelled, not done

@@ -43,7 +43,8 @@ def import_urls_stage(params, *, entries=None, dry_run=False, processes=1, batch
     def stage(t):
         todo = entries if entries is not None else importers.parse_url_list(importers.read_url_file(p["file"]))
         return importers.import_urls(t, todo, dry_run=dry_run, label=p.get("label", ""), batch=batch,
-                                     workers=p.get("workers", 8), filters=filters, processes=processes)
+                                     workers=p.get("workers", 8), per_host=p.get("per_host"), filters=filters,
+                                     processes=processes)
 
     return stage
 

@@ -123,8 +123,10 @@ def launch_import_folder(params, user=None):
     return run
 
 
-def import_urls_params(file, *, label="", workers=8, **options):
-    return {"file": str(file), "label": label, "workers": workers, **_extras(options)}
+def import_urls_params(file, *, label="", workers=8, per_host=None, **options):
+    # per_host only when given, so a list launched without it keeps the work key it always had.
+    extra = {"per_host": per_host} if per_host else {}
+    return {"file": str(file), "label": label, "workers": workers, **extra, **_extras(options)}
 
 
 def launch_import_urls(params, user=None):

@@ -168,3 +168,14 @@ def test_an_output_root_replaced_or_removed_after_launch_is_a_clear_failure(tmp_
     with pytest.raises(OutputRootError, match="no longer exists"):
         write_output(source, str(root), folder, {}, keyword=True)
     assert list(elsewhere.iterdir()) == [] and not root.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_per_host_holds_across_the_pool_of_processes(tmp_path, settings, monkeypatch, redis_conn):
+    settings.SCENEIMG_FETCH_ALLOW_PRIVATE = ["127.0.0.1"]
+    monkeypatch.setattr(batches, "BATCH_SIZE", 4)
+    with ImageHost() as host:
+        listing = url_list(tmp_path / "urls.txt", host, [f"/slow/{n}.jpg?s=0.2" for n in range(12)])
+        line = command("import_urls", str(listing), "--processes", "2", "--workers", "4", "--per-host", "2")
+        assert line == "stored 12, duplicate 0, invalid 0, error 0"
+        assert 1 <= host.peak <= 2
