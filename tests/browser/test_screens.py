@@ -59,7 +59,7 @@ def world(django_user_model):
 def page_at(chromium, live_server, user, viewport):
     context = chromium.new_context(viewport=viewport, device_scale_factor=1,
                                    is_mobile=viewport is PHONE, has_touch=viewport is PHONE)
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(30_000)  # the compare page computes its calibration curves on a shared box
     page = context.new_page()
     page.js_errors = []
     page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
