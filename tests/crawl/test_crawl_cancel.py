@@ -6,7 +6,7 @@ import time
 import pytest
 from django.db import connection
 
-from crawl import baidu
+from crawl import baidu, politeness
 from curation import runs
 from curation.models import Run
 from tests.fakes.baidu import serve_for_test
@@ -39,8 +39,10 @@ def test_a_cancel_during_the_anti_spider_back_off_stops_the_crawl(fake_baidu, se
     thread = threading.Thread(target=crawl, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
-    while fake_baidu.hits["acjson"] < 1 and time.monotonic() < deadline:
+    while not politeness.paused_for(politeness.url_key(fake_baidu.url)) and time.monotonic() < deadline:
         time.sleep(0.02)
+    # The back-off is in Redis: every worker on every machine holds off Baidu, not only this crawl.
+    assert politeness.paused_for(politeness.url_key(fake_baidu.url)) > 20
     assert runs.cancel(run)
     thread.join(15)  # the back-off alone lasts 30 s
     assert not thread.is_alive(), "still crawling after the cancel"
