@@ -150,3 +150,13 @@ def test_a_cancel_is_seen_while_waiting_for_a_busy_slot(host, settings):
     waiter.join(3)  # the slot stays busy for 4 s
     assert outcome == ["stopped"] and "/img/9.jpg" not in host.hits
     holder.join(10)
+
+
+def test_baidu_pacing_is_one_queue_for_every_worker(host):
+    from crawl.baidu import Pacer
+
+    slept = []
+    first, second = (Pacer(interval=0.5, sleep=slept.append, key=key_of(host)) for _ in range(2))
+    first.wait()
+    second.wait()  # another worker's Pacer: it waits for the turn after the first one's
+    assert len(slept) == 1 and 0.3 < slept[0] <= 0.5
