@@ -261,9 +261,11 @@ def free_port():
 
 
 def start_server(port, workers):
-    cmd = [str(ROOT / ".venv" / "bin" / "gunicorn"), "--chdir", str(ROOT / "bench"), "--pythonpath", str(ROOT),
+    # Served as bench.gallery_latency from the checkout's root: with bench/ itself on the path, a bench
+    # script named like an app (bench/dashboard.py) would shadow that app's package.
+    cmd = [str(ROOT / ".venv" / "bin" / "gunicorn"), "--chdir", str(ROOT), "--pythonpath", str(ROOT),
            "-b", f"127.0.0.1:{port}", "-w", str(workers), "--worker-class", "sync", "--backlog", "256",
-           "--log-level", "warning", "gallery_latency:application"]
+           "--log-level", "warning", "bench.gallery_latency:application"]
     proc = subprocess.Popen(cmd, env=os.environ.copy(), start_new_session=True)
     import requests
 

@@ -85,9 +85,9 @@ step="migrating the database"
 $py manage.py migrate --noinput -v0
 $py manage.py sync_prompts >/dev/null
 
-# drain: work the crawl, score and vlm queues until empty, as the app's workers will later.
+# drain: work the crawl, score, vlm and default (vector index) queues until empty, as the app's workers will later.
 drain() {
-  $py manage.py rqworker crawl score vlm --burst --worker-class rq.worker.SimpleWorker >>"$LOGS/workers.log" 2>&1 \
+  $py manage.py rqworker crawl score vlm default --burst --worker-class rq.worker.SimpleWorker >>"$LOGS/workers.log" 2>&1 \
     || fail "a worker failed while $step (log: $LOGS/workers.log)"
 }
 
