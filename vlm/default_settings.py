@@ -43,10 +43,6 @@ SCENEIMG_VLM_MAX_OUTPUT_TOKENS = env_int("SCENEIMG_VLM_MAX_OUTPUT_TOKENS", 400) 
 #: longest side of the JPEG sent to the model, pixels
 SCENEIMG_VLM_IMAGE_SIDE = env_int("SCENEIMG_VLM_IMAGE_SIDE", 1024)
 SCENEIMG_VLM_IMAGE_QUALITY = env_int("SCENEIMG_VLM_IMAGE_QUALITY", 85)  #: JPEG quality of the image sent
-# At 64 concurrent requests one process queues on its interpreter lock (request building, parsing,
-# downscaling); the calls then go to child processes, at most one per 16 workers.
-#: processes making the model calls when `--workers` is 16 or more; 0 means the number of cores, 1 keeps them in threads
-SCENEIMG_VLM_PROCESSES = env_int("SCENEIMG_VLM_PROCESSES", 0)
 SCENEIMG_VLM_BATCH_SIZE = env_int("SCENEIMG_VLM_BATCH_SIZE", 500)  #: images per RQ job with `--enqueue`
 
 # USD per 1M tokens, [input, output]. Published list prices at the time of writing; override with

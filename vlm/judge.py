@@ -78,9 +78,8 @@ def judge_images(tracker, *, image_ids, prompt_version_id, backend, model, min_s
     if pending:
         spec = calls.Spec(backend, model, timeout, version.system_text, seed, settings.SCENEIMG_VLM_IMAGE_SIDE,
                           base_url)
-        child_cpu = calls.judge_all(pending, spec, workers=workers, writer=writer, tracker=tracker,
-                                    user_for=lambda image: render_user(version, width=image.width, height=image.height))
-        tracker.counts["_child_cpu_s"] = tracker.counts.get("_child_cpu_s", 0) + child_cpu
+        calls.judge_all(pending, spec, workers=workers, writer=writer, tracker=tracker,
+                        user_for=lambda image: render_user(version, width=image.width, height=image.height))
     writer.flush()
     if run_id is not None:
         _summarise_errors(run_id)
