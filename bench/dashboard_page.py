@@ -5,8 +5,8 @@ Seeds its own Postgres database (default `sceneimg_bench_dash`) the way bench/ga
 five reviewers and thirty days), runs the refresh job once, then renders the page in-process with
 Django's test client.
 
-    .venv/bin/python bench/dashboard.py                  # seed once (a few minutes), then measure
-    .venv/bin/python bench/dashboard.py --images 100000 --requests 100
+    .venv/bin/python bench/dashboard_page.py                  # seed once (a few minutes), then measure
+    .venv/bin/python bench/dashboard_page.py --images 100000 --requests 100
 
 Anchor: the page at p95 <= 500 ms at 1M images. The refresh job has no target; it is printed so the
 refresh interval can be chosen.
