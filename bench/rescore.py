@@ -68,33 +68,39 @@ def write_segment(ids, vectors):
 def in_memory(n, prompts):
     from curation import runs, vector_index
     from curation.clip import get_clip_scorer
-    from curation.rescore import WRITE_CHUNK
-    from curation.scoring import DecisionRule, _Writer, margins, scorer_key
+    from curation.rescore import BLOCK, _CopyWriter, score_chunk
+    from curation.scoring import DecisionRule, scorer_key
 
     write_segment(np.arange(1, n + 1, dtype=np.int64), unit_vectors(n))
     t0 = time.perf_counter()
     scorer = get_clip_scorer("cpu", prompt_version=prompts)
     print(f"model and prompt set {prompts} loaded (text embeddings included): {time.perf_counter() - t0:.1f} s")
     rule = DecisionRule(indoor_margin=0.02)
-    writer = _Writer(scorer_key(scorer), scorer, rule, True, None, False, None, None, runs.Tracker())
-    kept = 0
-    t0 = time.perf_counter()
+    copier = _CopyWriter(scorer_key(scorer), scorer, rule, None, runs.Tracker())
+    kept, scoring, payload, size, cpu = 0, 0.0, 0.0, 0, time.process_time()
     for ids, vectors in vector_index.iter_segments(KEY):
-        for start in range(0, len(ids), WRITE_CHUNK):
-            for _, scores, _ in writer._results(ids[start:start + WRITE_CHUNK].tolist(),
-                                                np.asarray(vectors[start:start + WRITE_CHUNK]), None):
-                passed, _ = rule.decide(*margins(scores))
-                kept += passed
-    seconds = time.perf_counter() - t0
-    scaled = seconds * 1_000_000 / n
-    print(f"rescored {n:,} embeddings (scores, margins, decisions; no database) in {seconds:.2f} s "
-          f"({n / seconds:,.0f} images/s; {kept:,} kept); for 1,000,000: {scaled:.2f} s, "
-          f"ratio to the {TARGET_SECONDS_1M:.0f} s target {TARGET_SECONDS_1M / scaled:.2f}")
+        for start in range(0, len(ids), BLOCK):
+            t0 = time.perf_counter()
+            scored = score_chunk(scorer, rule, ids[start:start + BLOCK], vectors[start:start + BLOCK])
+            t1 = time.perf_counter()
+            size += sum(map(len, copier.lines(scored)))
+            payload += time.perf_counter() - t1
+            scoring += t1 - t0
+            kept += int(scored.passed.sum())
+    cpu = time.process_time() - cpu
+    for label, seconds in (("scores, margins, decisions and reasons", scoring),
+                           ("the same plus the COPY text Postgres is sent", scoring + payload)):
+        scaled = seconds * 1_000_000 / n
+        print(f"{label}: {n:,} embeddings in {seconds:.2f} s ({n / seconds:,.0f} images/s; {kept:,} kept); "
+              f"for 1,000,000: {scaled:.2f} s, ratio to the {TARGET_SECONDS_1M:.0f} s target {TARGET_SECONDS_1M / scaled:.2f}")
+    print(f"CPU time for both: {cpu:.2f} s; COPY text {size / n:.0f} bytes per image; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall times above stretch with the load)")
     print(f"re-encoding {n:,} images at {CPU_ENCODE_RATE:.0f} images/s instead: {n / CPU_ENCODE_RATE / 3600:.1f} h")
 
 
 def with_database(rows, prompts):
     from django.core.management import call_command
+    from django.db import connection
 
     from curation import embeddings, runs
     from curation.models import Embedding, FilterScore, Image
@@ -118,7 +124,8 @@ def with_database(rows, prompts):
     scaled = seconds * 1_000_000 / rows
     print(f"rescore() end to end, {rows:,} images in the database: {seconds:.1f} s ({rows / seconds:,.0f} images/s; "
           f"{result['kept']:,} kept); for 1,000,000 about {scaled:.0f} s, ratio to the {TARGET_SECONDS_1M:.0f} s "
-          f"target {TARGET_SECONDS_1M / scaled:.3f} (database writes: FilterScore upserts and decision updates)")
+          f"target {TARGET_SECONDS_1M / scaled:.3f} (database writes: FilterScore upserts and decision updates; "
+          f"{connection.vendor}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 def main():

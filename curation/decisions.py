@@ -66,10 +66,35 @@ def _write(rows, guard, extra_fields, allowed):
     return _update_each(rows, extra_fields, allowed)
 
 
-def _update_from_values(rows, guard, extra_fields):
+def decide_table(stage, source, columns):
+    """decide() for rows already in a table (a temporary one that a bulk COPY filled, for a million
+    rows at a time): `source` has columns id, decision and reason; `columns` maps each extra Image field
+    to an SQL expression over it, aliased v (e.g. {"clip_indoor_margin": "v.indoor"})."""
+    stage = AutoStage(stage)
+    guard = f"({{table}}.auto_stage IS NULL OR {{table}}.auto_stage <= {stage.value})"
+    ref = {"id": "v.id", "decision": "v.decision", "reason": "v.reason", "stage": str(stage.value), **columns}
+    with connection.cursor() as cursor:
+        cursor.execute(_rule_update(guard, ref, list(columns), f"{connection.ops.quote_name(source)} AS v"))
+        return cursor.rowcount
+
+
+def _rule_update(guard, ref, extra_fields, source):
+    """The rule as one UPDATE of the images joined to `source`; `ref` names each value in it."""
     q = connection.ops.quote_name
     table = q(Image._meta.db_table)
     guard = guard.format(table=table)
+    new_decision = f"CASE WHEN {guard} THEN {ref['decision']} ELSE {table}.auto_decision END"
+    sets = [
+        f"auto_decision = {new_decision}",
+        f"auto_reason = CASE WHEN {guard} THEN {ref['reason']} ELSE {table}.auto_reason END",
+        f"auto_stage = CASE WHEN {guard} THEN {ref['stage']} ELSE {table}.auto_stage END",
+        f"final_decision = COALESCE({table}.human_decision, {new_decision})",
+        *(f"{q(Image._meta.get_field(name).column)} = {ref[name]}" for name in extra_fields),
+    ]
+    return f"UPDATE {table} SET {', '.join(sets)} FROM {source} WHERE {table}.id = {ref['id']}"
+
+
+def _update_from_values(rows, guard, extra_fields):
     fields = [Image._meta.get_field(name) for name in ("id", "auto_decision", "auto_reason", "auto_stage",
                                                        *extra_fields)]
     keys = ["id", "decision", "reason", "stage", *extra_fields]
@@ -81,17 +106,8 @@ def _update_from_values(rows, guard, extra_fields):
         placeholder = "(" + ", ".join(["%s"] * len(keys)) + ")"
         alias = "v"
         ref = {key: f"v.column{n + 1}" for n, key in enumerate(keys)}
-    new_decision = f"CASE WHEN {guard} THEN {ref['decision']} ELSE {table}.auto_decision END"
-    sets = [
-        f"auto_decision = {new_decision}",
-        f"auto_reason = CASE WHEN {guard} THEN {ref['reason']} ELSE {table}.auto_reason END",
-        f"auto_stage = CASE WHEN {guard} THEN {ref['stage']} ELSE {table}.auto_stage END",
-        f"final_decision = COALESCE({table}.human_decision, {new_decision})",
-        *(f"{q(Image._meta.get_field(name).column)} = {ref[name]}" for name in extra_fields),
-    ]
     params = [row.get(key) if key != "reason" else (row.get("reason") or "")[:500] for row in rows for key in keys]
-    sql = (f"UPDATE {table} SET {', '.join(sets)} FROM (VALUES {', '.join([placeholder] * len(rows))}) AS {alias} "
-           f"WHERE {table}.id = {ref['id']}")
+    sql = _rule_update(guard, ref, extra_fields, f"(VALUES {', '.join([placeholder] * len(rows))}) AS {alias}")
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount

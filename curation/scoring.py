@@ -18,8 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
+from numpy.dtypes import StringDType
 
 from curation import decisions, embeddings, registry
 from curation.clip import clip_key, get_clip_scorer, load_prompt_set, resolve_clip_spec, resolve_device
@@ -71,6 +73,27 @@ class DecisionRule:
             return False, "clip: " + "; ".join(failures)
         return True, f"clip: indoor margin {indoor_margin:.4f} >= {self.indoor_margin:g}"
 
+    def decide_many(self, indoor, moderate):
+        """decide() over arrays of margins, for stored embeddings (no object counts): (passed, reasons), a
+        bool array and a string array with exactly what decide() says of each image."""
+        passed, said, inverse = self.decide_distinct(indoor, moderate)
+        return passed, np.array(said, dtype=StringDType())[inverse]
+
+    def decide_distinct(self, indoor, moderate):
+        """decide() once per distinct margin (scores are rounded: a million images have far fewer):
+        (passed per image, the distinct reasons, each image's index into them)."""
+        if self.needs_detector:
+            raise ValueError("object counts need the pixels: decide those images one at a time")
+        if self.moderate_margin is None:  # the moderate margin plays no part
+            distinct, inverse = np.unique(indoor, return_inverse=True)
+            said = [self.decide(i, None) for i in distinct.tolist()]
+        else:
+            distinct, inverse = np.unique(np.stack([indoor, moderate], axis=1), axis=0, return_inverse=True)
+            said = [self.decide(i, m) for i, m in distinct.tolist()]
+        inverse = inverse.reshape(-1)
+        passed = np.fromiter((ok for ok, _ in said), dtype=bool, count=len(said))[inverse]
+        return passed, [reason for _, reason in said], inverse
+
     def as_params(self):
         return asdict(self)
 
@@ -84,6 +107,17 @@ def margins(scores):
     indoor = scores["indoor"] - scores["outdoor"]
     moderate = scores["moderate"] - max(scores["tidy"], scores["messy"])
     return float(indoor), float(moderate)
+
+
+def rounded_scores(sims):
+    """The stored score values: similarities as float64 rounded to 6 decimals, on every path alike."""
+    return np.round(np.asarray(sims, dtype=np.float64), 6)
+
+
+def margins_many(rounded, labels):
+    """margins() for each row of `rounded` (columns in `labels` order): (indoor, moderate) arrays."""
+    col = {label: rounded[:, j] for j, label in enumerate(labels)}
+    return col["indoor"] - col["outdoor"], col["moderate"] - np.maximum(col["tidy"], col["messy"])
 
 
 def scorer_key(scorer, counter=None, threshold=DETECTOR_DEFAULT_THRESHOLD):
@@ -302,8 +336,8 @@ class _Writer:
         self._store(batch, self._results(ids_ok, embedded, counts))
 
     def _results(self, ids, embedded, counts):
-        sims = self.scorer.scores_from_embeddings(embedded)
-        return [(image_id, {label: round(float(sims[n, j]), 6) for j, label in enumerate(self.labels)},
+        rounded = rounded_scores(self.scorer.scores_from_embeddings(embedded)).tolist()
+        return [(image_id, dict(zip(self.labels, rounded[n], strict=True)),
                  counts[n] if counts is not None else None) for n, image_id in enumerate(ids)]
 
     def _store(self, batch, results):

@@ -1,8 +1,9 @@
 """The decision rule on injected scores, the scorer key and the prompt set: no model needed."""
+import numpy as np
 import pytest
 
 from curation.clip import ClipSpec, clip_key, load_prompt_set, resolve_clip_spec
-from curation.scoring import DecisionRule, csv_columns, margins
+from curation.scoring import DecisionRule, csv_columns, margins, margins_many, rounded_scores
 
 
 def scores(indoor, outdoor, tidy=0.2, messy=0.2, moderate=0.2):
@@ -48,6 +49,21 @@ def test_every_failure_is_named_in_the_reason():
     passed, reason = rule.decide(0.0, 0.0, 10)
     assert not passed
     assert reason.startswith("clip: ") and "indoor" in reason and "moderate" in reason and "10 objects > 3" in reason
+
+
+@pytest.mark.parametrize("rule", [DecisionRule(indoor_margin=0.02), DecisionRule(indoor_margin=-0.01, moderate_margin=0.0)])
+def test_the_array_rule_gives_each_image_what_the_one_image_rule_gives(rule):
+    labels = ["indoor", "outdoor", "tidy", "messy", "moderate"]
+    sims = np.random.default_rng(3).normal(0.2, 0.03, size=(500, 5)).astype(np.float32)
+    sims[0] = [0.25, 0.23, 0.2, 0.2, 0.2]  # an indoor margin at the threshold, give or take the rounding
+    rounded = rounded_scores(sims)
+    indoor, moderate = margins_many(rounded, labels)
+    passed, reasons = rule.decide_many(indoor, moderate)
+    one_by_one = [rule.decide(*margins(dict(zip(labels, row, strict=True)))) for row in rounded.tolist()]
+    assert list(zip(passed.tolist(), reasons.tolist(), strict=True)) == one_by_one
+    assert 0 < passed.sum() < 500
+    # Stored values are the 6-decimal roundings Python's round() gives.
+    assert rounded.ravel().tolist() == [round(float(v), 6) for v in sims.ravel()]
 
 
 def test_prompt_set_is_versioned_and_complete():
