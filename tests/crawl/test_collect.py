@@ -4,7 +4,9 @@ import io
 
 import django_rq
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
+from django.urls import reverse
 from rq import SimpleWorker
 
 from crawl import collect, expand_kept, launch
@@ -171,3 +173,29 @@ def test_the_schedule_reenqueues_itself_and_stops(redis_conn):
     assert Run.objects.filter(kind=Run.Kind.SIMILAR).count() == 1 and expand_kept.scheduled_job_id() != second
     call_command("expand_from_kept", "--stop-schedule", stdout=out)
     assert expand_kept.scheduled_job_id() is None and "schedule stopped" in out.getvalue()
+
+
+@pytest.fixture
+def staff(client, django_user_model):
+    user = django_user_model.objects.create_user("boss", password="pw-12345678", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="add_run"))
+    client.force_login(user)
+    return user
+
+
+def test_the_launch_forms_start_a_collection_and_an_expansion_of_kept(client, staff, redis_conn):
+    resp = client.post(reverse("curation:run_launch", args=["crawl"]), {
+        "crawl-queries": "a\nb", "crawl-limit_per_query": 30, "crawl-batch_size": 4, "crawl-until_kept": 12})
+    run = Run.objects.get(kind=Run.Kind.CRAWL)
+    assert resp.status_code == 302, resp.content.decode()[:500]
+    assert (run.params["until_kept"], run.params["max_fetches"], run.params["pipeline"]) == (12, 600, True)
+    assert run.job_ids and run.job_ids[0].startswith(f"crawl-{run.pk}-")
+    assert django_rq.get_queue(queues.CRAWL).fetch_job(run.job_ids[0]).func_name == "crawl.rounds.crawl_round_job"
+    seed = image_row(7, auto_decision=Decision.KEEP)
+    resp = client.post(reverse("curation:run_launch", args=["expand_kept"]), {
+        "expand_kept-kept": "pipeline", "expand_kept-seeds": 5, "expand_kept-limit_per_seed": 20})
+    expansion = Run.objects.get(kind=Run.Kind.SIMILAR)
+    assert resp.status_code == 302 and expansion.params["seeds"] == [{"image_id": seed.pk}]
+    resp = client.post(reverse("curation:run_launch", args=["expand_kept"]), {
+        "expand_kept-kept": "human", "expand_kept-seeds": 5, "expand_kept-limit_per_seed": 20}, follow=True)
+    assert "left to seed with" in resp.content.decode() and Run.objects.filter(kind=Run.Kind.SIMILAR).count() == 1
