@@ -81,7 +81,8 @@
   function preload() {
     if (current()) element(current()); // the one on screen comes first
     for (var j = index + 1; j <= index + PRELOAD && j < items.length; j++) element(items[j]);
-    if (items.length - index <= 2 * PRELOAD) fetchMore();
+    // A whole batch ahead: a reviewer deciding every 40 ms gets through the rest of one in half a second.
+    if (items.length - index <= BATCH) fetchMore();
     Object.keys(elements).forEach(function (id) {
       var at = positionOf(Number(id));
       if (at < index - KEEP_BEHIND || at > index + PRELOAD) {
