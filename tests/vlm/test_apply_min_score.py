@@ -1,5 +1,6 @@
 """The compare page's VLM min-score calibration applied with one click: a run that re-decides the judged
 images with the suggested min-score, without asking the model again."""
+import io
 import re
 
 import django_rq
@@ -103,3 +104,16 @@ def test_a_version_that_does_not_decide_gets_no_button(client, django_user_model
     client.force_login(_user(django_user_model, "lead", staff=True, perm=True))
     html = client.get(f"/vlm/compare/?a={version.pk}&b={version.pk}").content.decode()
     assert "apply-vlm-min-score" not in html and "is not the active prompt version" in html
+
+
+def test_the_command_line_shown_beside_it_does_the_same(judged, openai_fake):
+    from django.core.management import call_command
+
+    version, images = judged
+    call_command("filter_vlm", "--judged", "--prompt", version.name, "--backend", "openai", "--model", "gpt-4.1",
+                 "--min-score", "0.7", stdout=io.StringIO())
+    assert openai_fake.requests == []
+    run = Run.objects.get(kind=Run.Kind.VLM)
+    assert run.counters["skipped"] == 10 and run.params["inputs"] == {"judged": True}
+    assert [Image.objects.get(pk=im.pk).auto_decision for im in images] == ["keep" if s >= 0.7 else "reject"
+                                                                            for s in SCORES]
