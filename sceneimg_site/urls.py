@@ -4,7 +4,9 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from django_rq import urls as rq_urls
 
 from sceneimg_site.throttle import LoginView
@@ -34,6 +36,8 @@ def _rq_patterns():
 
 
 urlpatterns = [
+    # Browsers and crawlers ask for /favicon.ico whatever the page's link tag says.
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
