@@ -10,6 +10,7 @@ due; scripts/run.sh starts the crawl worker so). Redis holds the id of the next 
 job whose id is no longer there was replaced or stopped and does not come back.
 """
 import logging
+import uuid
 from datetime import timedelta
 
 import django_rq
@@ -99,11 +100,13 @@ def scheduled_job_id():
 
 
 def _schedule(params, every_hours, delay):
+    # The id is recorded before the job exists, so a job that comes due at once still finds itself there.
     queue = django_rq.get_queue(queues.CRAWL)
-    job = queue.enqueue_in(delay, expand_kept_scheduled_job, params, every_hours, result_ttl=86400,
-                           failure_ttl=7 * 86400)
-    queue.connection.set(SCHEDULE_KEY, job.id)
-    return job.id
+    job_id = f"expand-kept-{uuid.uuid4().hex}"
+    queue.connection.set(SCHEDULE_KEY, job_id)
+    queue.enqueue_in(delay, expand_kept_scheduled_job, params, every_hours, job_id=job_id, result_ttl=86400,
+                     failure_ttl=7 * 86400)
+    return job_id
 
 
 def expand_kept_scheduled_job(params, every_hours):
