@@ -31,7 +31,7 @@ from django.core.files.storage import default_storage
 from curation import provenance, registry, snapshots
 from curation.export_formats import FolderWriter, ParquetRows, ShardWriter, ZipWriter
 from curation.export_outputs import STORAGE_PREFIX, export_root, managed, output_path, publish, reusable  # noqa: F401
-from curation.gallery import FilterError, as_querydict, fields, filter_images
+from curation.gallery import VIEW_STATE, FilterError, as_querydict, fields, filter_images
 from curation.models import AutoStage, Image, Run
 from curation.querysets import id_chunks
 
@@ -48,7 +48,6 @@ PROVENANCE_NAME = "provenance.csv"
 PARQUET_NAME = "metadata.parquet"
 MANIFEST_NAME = "manifest.json"
 IMAGES_DIR = "images"
-UI_KEYS = ("after", "at")  # page and viewer state a copied link carries; it selects nothing, so it is dropped
 
 # name -> parquet type; the CSV has the same columns. New ones go at the end: readers index by position.
 OWN_COLUMNS = {
@@ -87,7 +86,7 @@ def check_filter(filter_string):
     """The filter as a QueryDict, refusing keys that are no gallery filter: an export of 'everything'
     because of a misspelt key (or junk keys that make each request new work) is never what was meant."""
     qd = as_querydict(filter_string).copy()
-    for key in UI_KEYS:
+    for key in VIEW_STATE:  # a copied link carries them; they select nothing, so they are dropped
         qd.pop(key, None)
     known = fields()
     unknown = sorted(key for key in qd if key not in known)

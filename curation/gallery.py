@@ -19,6 +19,7 @@ from curation import querysets, registry, search
 from curation.models import ContentDuplicate, Image, SnapshotImage
 
 PAGE_SIZE = 60
+VIEW_STATE = ("after", "at", "n", "blind")  # where a page or the viewer stands, not what it selects
 
 DECISION_VALUES = ("keep", "reject", "none")
 

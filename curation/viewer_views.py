@@ -22,7 +22,7 @@ def _viewer_gallery_url(qs, before):
     return f"{reverse('curation:gallery')}?{params}" if params else reverse("curation:gallery")
 
 
-def _viewer_item(image, qs, before, cursor, group_sizes):
+def _viewer_item(image, qs, before, cursor, group_sizes, blind=False):
     # Verdicts and sources are prefetched for the whole batch (sorted here, not by the database).
     verdicts = sorted(image.verdicts.all(), key=lambda v: v.updated_at, reverse=True)[:5]
     sources = sorted(image.sources.all(), key=lambda s: s.pk)[:20]
@@ -32,6 +32,7 @@ def _viewer_item(image, qs, before, cursor, group_sizes):
         "group_size": group_sizes.get(image.dup_group_id, 0),
         "verdicts": verdicts,
         "sources": sources,
+        "blind": blind,
     })
     return {
         "id": image.pk,
@@ -40,8 +41,8 @@ def _viewer_item(image, qs, before, cursor, group_sizes):
         "detail_url": reverse("curation:image_detail", args=[image.pk]) + (f"?{qs}" if qs else ""),
         "width": image.width,
         "height": image.height,
-        "decision": image.final_decision or "none",
-        "human": image.human_decision or "none",
+        "decision": "none" if blind else image.final_decision or "none",
+        "human": "none" if blind else image.human_decision or "none",
         "cursor": cursor,
         "gallery_url": _viewer_gallery_url(qs, before) + f"#card-{image.pk}",
         "panel": panel,
@@ -101,9 +102,12 @@ def viewer_items(request):
                        .annotate(n=Count("id")).values_list("dup_group_id", "n")) if groups else {}
     items = []
     before = request.GET.get("after", "")
+    # blind=1: what people decided is not shown (a second reviewer measured for agreement must not see
+    # the first one's decision).
+    blind = request.GET.get("blind") == "1"
     for im in images:
         own = gallery.cursor_for(im, sort).encode()
-        items.append(_viewer_item(full[im.pk], qs, before, own, group_sizes))
+        items.append(_viewer_item(full[im.pk], qs, before, own, group_sizes, blind))
         before = own
     return JsonResponse({"items": items, "next": cursor})
 

@@ -24,7 +24,9 @@ def viewer_url(queue, image_ids):
     except gallery.FilterError:
         sort = "new"
     sort = "new" if sort == gallery.SEARCH_SORT else sort
-    return f"{reverse('curation:viewer')}?ids={','.join(map(str, image_ids))}&sort={sort}"
+    # In a queue that measures agreement, nobody sees what others decided (it would sway the second one).
+    blind = "&blind=1" if queue.overlap_permille else ""
+    return f"{reverse('curation:viewer')}?ids={','.join(map(str, image_ids))}&sort={sort}{blind}"
 
 
 def _may_see(queue, user):

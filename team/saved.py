@@ -11,7 +11,6 @@ from curation import gallery
 from team.models import SavedView
 
 # Where the gallery or viewer was, not what it shows: never part of a saved filter.
-PAGE_STATE = ("after", "at", "n")
 
 
 class ViewError(ValueError):
@@ -22,12 +21,12 @@ def normalise(querystring):
     """The canonical querystring of a gallery filter; ViewError on an unknown key or a bad value."""
     qd = gallery.as_querydict(querystring or "")
     known = gallery.fields()
-    unknown = sorted(key for key in qd if key not in known and key not in PAGE_STATE)
+    unknown = sorted(key for key in qd if key not in known and key not in gallery.VIEW_STATE)
     if unknown:
         raise ViewError(f"{', '.join(unknown)}: not a gallery filter (known: {', '.join(sorted(known))})")
     try:
         kept = QueryDict("", mutable=True)
-        for key in sorted(k for k in qd if k not in PAGE_STATE):
+        for key in sorted(k for k in qd if k not in gallery.VIEW_STATE):
             found = gallery.values(qd, key)
             if found:
                 kept.setlist(key, found)

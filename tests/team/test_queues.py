@@ -233,3 +233,21 @@ def test_giving_back_a_batch_returns_it_to_the_pool_at_once(client, settings, pe
     assert client.post(f"/team/queues/{queue.pk}/release/").status_code == 302
     assert not leases.held(queue, ann).exists()
     assert leases.claim(queue, bob) == held
+
+
+def test_an_overlap_queue_opens_the_viewer_blind_to_what_people_decided(client, settings, people, make_queue):
+    settings.SCENEIMG_TEAM_BATCH = 10
+    rows(3)
+    _, ann, bob, _ = people
+    queue = make_queue(permille=1000, pair=(ann, bob))
+    ids = leases.claim(queue, ann)
+    review.set_decision([ids[0]], "reject", ann)
+    client.force_login(bob)
+    url = client.post(f"/team/queues/{queue.pk}/claim/")["Location"]
+    assert "blind=1" in url
+    items = client.get(url.replace("/viewer/", "/viewer/items/")).json()["items"]
+    first = next(item for item in items if item["id"] == ids[0])
+    assert first["decision"] == "none" and first["human"] == "none"
+    assert "a person (reject)" not in first["panel"] and "not shown" in first["panel"]
+    seen = client.get(url.replace("/viewer/", "/viewer/items/").replace("&blind=1", "")).json()["items"]
+    assert "a person (reject)" in next(item for item in seen if item["id"] == ids[0])["panel"]
