@@ -206,6 +206,15 @@ def job_failed(job, connection, type, value, tb):
         return
     close_old_connections()
     mark_failed(run_id, f"{type.__name__}: {value}")
+    reconcile(run_id)
+
+
+def reconcile(run_id):
+    """A run that failed mid-job (its worker killed, say) may not have flushed its last counts: the apps
+    that keep rows per item set its counters from those rows."""
+    run = Run.objects.filter(pk=run_id).only("pk", "kind").first()
+    for fix in registry.reconcilers(run.kind) if run else ():
+        fix(run)
 
 
 def mark_failed(run_id, reason):
@@ -332,9 +341,7 @@ def reap_stale_runs(stale_seconds=None):
             f"worker died: no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC "
             f"(killed, out of memory or machine lost)",
         )
-        # The dead worker's last counts may never have been flushed: its rows are the truth.
-        for reconcile in registry.reconcilers(run.kind):
-            reconcile(run)
+        reconcile(run.pk)  # the dead worker's last counts may never have been flushed
     return len(stale) + reap_lost_runs(stale_seconds)
 
 

@@ -89,3 +89,15 @@ def test_reap_command_reconciles_too():
     call_command("reap_runs", "--stale-seconds", "60")
     run.refresh_from_db()
     assert run.counters["stored"] == 1
+
+
+@pytest.mark.django_db(transaction=True)  # the failure callback closes stale connections first
+def test_a_job_that_failed_in_its_worker_reconciles_its_run(redis_conn):
+    from rq.job import Job
+
+    run = Run.objects.create(kind=Run.Kind.IMPORT, status=Run.Status.RUNNING, counters={})
+    ingest_bytes(jpeg(70), Sighting(provider="url_list", url="http://c/1"), run=run)
+    job = Job.create(print, args=(run.pk,), connection=redis_conn)
+    runs.job_failed(job, redis_conn, SystemExit, SystemExit("work-horse terminated"), None)
+    run.refresh_from_db()
+    assert (run.status, run.counters["stored"]) == ("failed", 1)
