@@ -78,6 +78,9 @@ class VlmVerdict(models.Model):
         indexes = [
             models.Index(fields=["prompt_version", "model", "decision"], name="verdict_pv_model_dec"),
             models.Index(fields=["prompt_version", "score"], name="verdict_pv_score"),
+            # A tag filter under a score sort probes each image's verdicts for the tag: with the tags in
+            # the index (Postgres; ignored elsewhere) the probe never reads the wide verdict rows.
+            models.Index(fields=["image"], include=["tags"], name="verdict_image_tags"),
         ]
 
     def __str__(self):
