@@ -126,7 +126,7 @@ def test_staff_launches_a_folder_import(client, staff, tmp_path, redis_conn, dja
     assert run.kind == "import" and run.created_by == staff and run.label == "batch 1"
     assert run.params == {"path": str(tmp_path.resolve()), "recursive": True, "label": "batch 1"}
     job = django_rq.get_queue(queues.CRAWL).jobs[0]
-    assert job.func_name == "crawl.jobs.import_folder_job" and job.args == (run.pk,)
+    assert job.func_name == "crawl.jobs.import_folder_batch_job" and job.args == (run.pk,)
 
 
 def test_staff_launches_a_url_list_import(client, staff, settings, tmp_path, redis_conn,
