@@ -1,6 +1,7 @@
 """In a real browser: labels and a note from the detail page, reaching the gallery filter and the export;
 a near-duplicate group settled with one key; the dashboard's numbers opening the gallery."""
 import json
+import re
 import zipfile
 
 import pytest
@@ -52,9 +53,9 @@ def test_labels_and_a_note_from_the_detail_page_reach_the_gallery_and_the_export
     page.keyboard.type("sheets and a laptop: good clutter")
     page.keyboard.press("Enter")  # leaves the field; must not decide
     page.keyboard.press("r")
-    expect(page.locator("#decision .badge-lg")).to_have_text("reject")
-    assert Review.objects.get(image=image).note == "sheets and a laptop: good clutter"
+    expect(page.locator("#detail-reject")).to_have_class(re.compile("active"))  # a person decided it now
     expect(page.locator("#review-history")).to_contain_text("good clutter")
+    assert Review.objects.get(image=image).note == "sheets and a laptop: good clutter"
 
     page.goto(f"{base}/?label=unmade+bed")
     expect(page.locator("#grid .card")).to_have_count(1)
@@ -91,6 +92,8 @@ def test_a_group_is_compared_side_by_side_settled_with_one_key_and_undone(logged
     finals = dict(Image.objects.values_list("id", "final_decision"))
     assert finals == {group[0].pk: "keep", group[1].pk: "reject", group[2].pk: "reject"}
 
+    # The undo stack hears of the three decisions from the response's HX-Trigger, just after the swap.
+    page.wait_for_function("() => (sessionStorage.getItem('sceneimg.undo') || '[]') !== '[]'")
     with page.expect_navigation(timeout=30_000):  # the page shows the group again once the undo is saved
         page.keyboard.press("u")  # the undo stack heard of all three decisions
     expect(page.locator(".group-member")).to_have_count(3)
