@@ -18,7 +18,7 @@ from curation.scoring import DecisionRule, key_for_settings, select_image_ids
 from sceneimg_site import queues
 from tests.factories import image_row
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def start_worker(env, name):

@@ -18,7 +18,7 @@ from crawl.models import Source
 from curation.models import Image
 from tests.factories import picture_bytes
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
 PICTURES = 200  # several import batches, so a kill can land between two of them
 

@@ -156,6 +156,7 @@ def _wait_for(run, seconds=120):
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_share_the_batches_and_a_failing_batch_fails_only_its_images(
         prompts, two_workers, refuse_verdict_for, settings):
