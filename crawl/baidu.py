@@ -268,11 +268,8 @@ def crawl_query(tracker, client, query, pool, *, limit, fetcher, filters, output
     """Page through one query from offset `start` until `limit` new images are stored (what the original
     counted: results already seen, duplicates and rejects do not count), Baidu runs dry, the reachable
     cap, or `max_pages` pages. The offset reached and a dry query are counted (`_offset`, `_query_ended`)
-    so the next collect-until-kept round knows where to go on.
-
-    Returns how many results were processed. Never more downloads run than images are still needed,
-    so the limit is met exactly.
-    """
+    so the next collect-until-kept round knows where to go on. Returns how many results were processed;
+    never more downloads run than images are still needed, so the limit is met exactly."""
     run = tracker.run
     folder = output_folder(output, query, label) if output else None
     stored, processed, pn, pages = 0, 0, start, 0
@@ -322,9 +319,13 @@ def crawl_query(tracker, client, query, pool, *, limit, fetcher, filters, output
         pn += page.raw_count
         pages += 1
         tracker.count("_offset", page.raw_count)
-        # an empty or short page is the end, and so is the result count Baidu announced or can reach
-        if (page.raw_count == 0 or page.raw_count < page_size or pn >= REACHABLE_CAP
-                or (page.list_num is not None and pn >= page.list_num)):
+        if _ran_dry(page, pn, page_size):
             tracker.count("_query_ended")
             break
     return processed
+
+
+def _ran_dry(page, pn, page_size):
+    """An empty or short page is the end, and so is the result count Baidu announced or can reach."""
+    return (page.raw_count == 0 or page.raw_count < page_size or pn >= REACHABLE_CAP
+            or (page.list_num is not None and pn >= page.list_num))
