@@ -1,6 +1,7 @@
 """The fetcher: SSRF guard at connect time, redirects checked per hop, size caps, bounded retries."""
 import socket
 import threading
+import time
 from urllib.parse import quote
 
 import pytest
@@ -74,9 +75,17 @@ def test_retries_are_bounded(host, fetcher):
     assert host.hits["/flaky/5.jpg"] == 3  # one try and two retries
 
 
-def test_429_honours_retry_after(host, fetcher, monkeypatch):
-    slept = []
-    monkeypatch.setattr("crawl.fetcher.time.sleep", slept.append)
+@pytest.fixture
+def slept(monkeypatch):
+    """The seconds this test's thread asked to sleep (skipped). time.sleep is shared by every thread:
+    others, such as the limiter's lease renewal, still sleep for real."""
+    seconds, here, real_sleep = [], threading.current_thread(), time.sleep
+    monkeypatch.setattr("crawl.fetcher.time.sleep",
+                        lambda s: seconds.append(s) if threading.current_thread() is here else real_sleep(s))
+    return seconds
+
+
+def test_429_honours_retry_after(host, fetcher, slept):
     assert fetcher.get(host.url("/retry-after/6.jpg")).content == image_bytes(6)
     assert slept == [1.0]
 
@@ -237,9 +246,7 @@ def test_at_most_per_host_requests_at_once_across_fetchers(host):
 
 
 @pytest.mark.parametrize("after", ["3600", "Wed, 21 Oct 2099 07:28:00 GMT"])
-def test_retry_after_is_capped_at_a_minute(host, fetcher, monkeypatch, after):
-    slept = []
-    monkeypatch.setattr("crawl.fetcher.time.sleep", slept.append)
+def test_retry_after_is_capped_at_a_minute(host, fetcher, slept, after):
     assert fetcher.get(host.url(f"/retry-after/9.jpg?after={quote(after)}")).content == image_bytes(9)
     assert slept == [60.0]
 
