@@ -11,13 +11,11 @@ curation's review path (which ends the leases), as reviewers working through a q
 Anchor: p95 of one claim (a batch of 50) <= 100 ms. Each line prints its ratio to it.
 """
 import argparse
-import os
 import statistics
 import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_MS = 100.0
@@ -59,21 +57,12 @@ def parse_args():
 
 
 def configure(db):
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    parts = urlsplit(base)
-    if not parts.scheme.startswith("postgres"):
-        sys.exit("DATABASE_URL must point at Postgres for this benchmark")
-    import psycopg
+    # The same scratch-database set-up as the gallery benchmark: its own Postgres database, DEBUG off.
+    sys.path.insert(0, str(ROOT / "bench"))
+    import gallery_latency
 
-    with psycopg.connect(urlunsplit((parts.scheme, parts.netloc, "/postgres", "", "")), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db]).fetchone():
-            conn.execute(f'CREATE DATABASE "{db}"')
-    os.environ["DATABASE_URL"] = urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "sceneimg_site.settings"
-    os.environ["DEBUG"] = "0"
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    sys.path.insert(0, str(ROOT))
+    gallery_latency.configure_env(db)
+    gallery_latency.ensure_database(db)
     import django
 
     django.setup()

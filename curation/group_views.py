@@ -74,7 +74,8 @@ def choose(request, pk):
     if not (text.isascii() and text.isdigit()):
         return HttpResponseBadRequest("image: expected the id of a member of the group")
     chosen = int(text)
-    if _group_of(chosen) != _group_of(pk) or _group_of(pk) is None:
+    group_id = _group_of(pk)
+    if group_id is None or _group_of(chosen) != group_id:
         return HttpResponseBadRequest(f"image: #{chosen} is not in the same near-duplicate group as #{pk}")
     neardup.choose_representative(chosen)
     return _back(request, chosen)
