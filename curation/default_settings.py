@@ -96,3 +96,6 @@ SCENEIMG_EXPORT_TO_STORAGE = env_str("SCENEIMG_EXPORT_TO_STORAGE", "")
 SCENEIMG_EXPORT_RETENTION_DAYS = env_float("SCENEIMG_EXPORT_RETENTION_DAYS", 7)
 #: export runs one user may have queued or running at once (0: no limit)
 SCENEIMG_EXPORT_MAX_ACTIVE_PER_USER = env_int("SCENEIMG_EXPORT_MAX_ACTIVE_PER_USER", 2)
+#: images per part job of a queued export: a larger one is written by several jobs that the `export` workers
+#: share, then put together by the last (parquet, which reads no images, is always one job)
+SCENEIMG_EXPORT_PART_SIZE = env_int("SCENEIMG_EXPORT_PART_SIZE", 5000)

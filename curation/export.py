@@ -14,6 +14,7 @@ Every format also carries provenance.csv (where each image came from and what ju
 manifest.json (the snapshot, its provenance, and a sha256 per file). Images are copied from storage
 in chunks, never re-fetched from their URL.
 """
+import contextlib
 import csv
 import hashlib
 import io
@@ -215,8 +216,10 @@ def check_output(out, fmt):
     return out
 
 
-def export(tracker, filter_string=DEFAULT_FILTER, out=None, fmt="zip", *, name="", user=None, shard_size=None):
-    """Freeze the images matching `filter_string` as a snapshot, then write it to `out`.
+def export(tracker, filter_string=DEFAULT_FILTER, out=None, fmt="zip", *, name="", user=None, shard_size=None,
+           write=None):
+    """Freeze the images matching `filter_string` as a snapshot, then write it to `out` with `write`
+    (default export_snapshot; a queued run may hand the writing to part jobs instead).
 
     Counts frozen / exported / missing on the tracker. Returns the output path.
     """
@@ -232,7 +235,7 @@ def export(tracker, filter_string=DEFAULT_FILTER, out=None, fmt="zip", *, name="
                 f"Nothing changed since export run #{earlier.pk} (same filter, format and records): "
                 "its file is reused."))
         return earlier.result
-    return export_snapshot(tracker, snapshot, out, fmt, shard_size=shard_size)
+    return (write or export_snapshot)(tracker, snapshot, out, fmt, shard_size=shard_size)
 
 
 def freeze(tracker, filter_string=DEFAULT_FILTER, *, name="", user=None):
@@ -334,47 +337,100 @@ def manifest(snapshot, fmt, shard_size, counts, files):
     return (json.dumps(body, ensure_ascii=False, sort_keys=True, indent=1) + "\n").encode()
 
 
+def check_snapshot(snapshot):
+    if not snapshot.complete:
+        raise ExportError(f"snapshot #{snapshot.pk} was never completed (its freeze failed or was cancelled)")
+
+
+class Output:
+    """An export being written, one snapshot row after another in row order: the images through the
+    format's writer, the side files beside them, then the manifest. Whoever hands the rows over (this
+    process reading storage, or the job putting together the parts that other workers wrote), the same
+    rows give the same bytes."""
+
+    def __init__(self, snapshot, out, fmt, shard_size):
+        self.snapshot, self.fmt, self.shard_size = snapshot, fmt, shard_size
+        self.writer = _writer(fmt, out, snapshot.created_at, shard_size)
+        try:
+            self.sides = _SideFiles(Path(out).parent, fmt)
+        except BaseException:
+            self.writer.abort()
+            raise
+        self.digest = hashlib.sha256()
+        self.counts = {"exported": 0, "missing": 0}
+
+    def add(self, line, rec, src):
+        """A row whose image is `src` (a readable file; None for parquet, which takes no images)."""
+        self.digest.update(line.encode() + b"\n")
+        if self.fmt != "parquet":
+            _add_image(self.writer, self.fmt, rec, src)
+        self.sides.add(line, rec)
+        self.counts["exported"] += 1
+
+    def skip(self, line):
+        """A row whose image has no readable file: it stays out of the metadata, as an archive never
+        names a file it lacks."""
+        self.digest.update(line.encode() + b"\n")
+        self.counts["missing"] += 1
+
+    def close(self):
+        if self.digest.hexdigest() != self.snapshot.digest:
+            raise ExportError(f"snapshot #{self.snapshot.pk}: its rows are not what was frozen (digest differs)")
+        self.sides.add_to(self.writer)
+        self.writer.add_bytes(MANIFEST_NAME, manifest(self.snapshot, self.fmt, self.shard_size, self.counts,
+                                                      self.writer.files))
+        self.writer.close()
+        self.sides.remove()
+
+    def abort(self):
+        self.writer.abort()
+        self.sides.remove()
+
+
+def opened(tracker, rows, fmt):
+    """(row, its image file to open with `with`, or None when the file cannot be read) per snapshot row,
+    checking for a cancel before each. Counts missing at once and exported once the row is handled.
+    Parquet takes no images: its rows come with an empty context."""
+    for row in rows:
+        tracker.check_cancelled()
+        if fmt == "parquet":
+            yield row, contextlib.nullcontext()
+        else:
+            try:
+                src = _open_stored(row.image)
+            except OSError as exc:
+                log.warning("export: image #%s has no readable file (%s); skipped", row.image_id, exc)
+                tracker.count("missing")
+                yield row, None
+                continue
+            yield row, src
+        tracker.count("exported")
+
+
 def export_snapshot(tracker, snapshot, out, fmt="zip", *, shard_size=None):
     """Write a frozen snapshot to `out` as `fmt`. The same snapshot, format and shard size always give
     the same bytes. Counts exported / missing on the tracker; returns the output path."""
     out = check_output(out, fmt)
-    if not snapshot.complete:
-        raise ExportError(f"snapshot #{snapshot.pk} was never completed (its freeze failed or was cancelled)")
+    check_snapshot(snapshot)
     shard_size = shard_size or DEFAULT_SHARD_SIZE
     tracker.set_total(snapshot.image_count)
-    writer = _writer(fmt, out, snapshot.created_at, shard_size)
-    sides = _SideFiles(out.parent, fmt)
-    digest = hashlib.sha256()
-    counts = {"exported": 0, "missing": 0}
+    output = Output(snapshot, out, fmt, shard_size)
     try:
-        for row in snapshots.rows(snapshot, with_files=fmt != "parquet"):
-            tracker.check_cancelled()
-            digest.update(row.record.encode() + b"\n")
-            rec = json.loads(row.record)
-            if fmt != "parquet":
-                try:
-                    src = _open_stored(row.image)
-                except OSError as exc:
-                    # The row stays out of the metadata: an archive never names a file it lacks.
-                    log.warning("export: image #%s has no readable file (%s); skipped", row.image_id, exc)
-                    tracker.count("missing")
-                    counts["missing"] += 1
-                    continue
-                with src:
-                    _add_image(writer, fmt, rec, src)
-            sides.add(row.record, rec)
-            tracker.count("exported")
-            counts["exported"] += 1
-        if digest.hexdigest() != snapshot.digest:
-            raise ExportError(f"snapshot #{snapshot.pk}: its rows are not what was frozen (digest differs)")
-        sides.add_to(writer)
-        writer.add_bytes(MANIFEST_NAME, manifest(snapshot, fmt, shard_size, counts, writer.files))
-        writer.close()
+        for row, src in opened(tracker, snapshots.rows(snapshot, with_files=fmt != "parquet"), fmt):
+            if src is None:
+                output.skip(row.record)
+                continue
+            with src as fh:
+                output.add(row.record, json.loads(row.record), fh)
+        output.close()
     except BaseException:
-        writer.abort()
+        output.abort()
         raise
-    finally:
-        sides.remove()
+    return published(tracker, out, fmt)
+
+
+def published(tracker, out, fmt):
+    """Move a written export where it is kept (publish) and set the run's result to it."""
     result = publish(out, fmt)
     if tracker.run is not None:
         Run.objects.filter(pk=tracker.run.pk).update(result=result)

@@ -16,6 +16,7 @@ from django.core.files.storage import default_storage
 from django.db.models import Max
 from django.utils import timezone
 
+from curation import export_parts
 from curation.export_outputs import STORAGE_PREFIX, export_root
 from curation.models import Run
 
@@ -62,8 +63,18 @@ def purge(days=None, *, dry_run=False, now=None):
     if report.deleted and not dry_run:
         exports.filter(result__in=report.deleted).update(result="", notice=(
             f"Its file was deleted {days:g} days after it was written (SCENEIMG_EXPORT_RETENTION_DAYS)."))
-    report.leftovers = _leftovers(cutoff, dry_run)
+    report.leftovers = _leftovers(cutoff, dry_run) + _stray_parts(dry_run)
     return report
+
+
+def _stray_parts(dry_run):
+    """Part files of large exports that ended without putting them together (curation/export_parts.py)."""
+    removed = []
+    for run_id, names in export_parts.strays().items():
+        if not dry_run:
+            export_parts.remove(run_id, names)
+        removed += [STORAGE_PREFIX + name for name in names]
+    return removed
 
 
 def _leftovers(cutoff, dry_run):

@@ -1,6 +1,7 @@
 """Thin RQ jobs for curation's stages: plain parameters in, the stage function does the work.
 
-Launching them is curation/launch.py's job; nothing here enqueues anything.
+Launching them is curation/launch.py's job; the one job here that enqueues others is a large export's
+first job, which enqueues its parts.
 """
 import logging
 
@@ -8,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Concat, Substr
 
-from curation import embeddings, export, learned, rescore, review, runs, snapshots, vector_index
+from curation import embeddings, export, export_parts, learned, rescore, review, runs, snapshots, vector_index
 from curation.clip import ModelConfigError, ModelWeightsMissing
 from curation.embed import embed_images
 from curation.models import Run
@@ -59,12 +60,34 @@ def find_duplicates_job(run_id, threshold=None):
 
 
 def export_job(run_id, filter="", format="zip", out=None, snapshot=None, name="", shard_size=None):
-    """Freeze `filter` as a new snapshot and write it, or write the existing `snapshot` again."""
-    out = out or export.output_path(run_id, format)
+    """Freeze `filter` as a new snapshot and write it, or write the existing `snapshot` again. A large
+    export is written by part jobs that any export worker takes (curation/export_parts.py)."""
+    def write(tracker, snap, path, fmt, shard_size=None):
+        parts = export_parts.plan(tracker, snap, path, fmt)
+        if not parts:
+            return export.export_snapshot(tracker, snap, path, fmt, shard_size=shard_size)
+        common = {"snapshot": snap.pk, "format": fmt, "out": out, "shard_size": shard_size}
+        runs.enqueue_batches(tracker.run, export_part_job, [(key, {**common, **kw}) for key, kw in parts],
+                             queue=queues.EXPORT)
+
+    path = out or export.output_path(run_id, format)
     if snapshot is not None:
-        return runs.run_job(run_id, lambda t: export.export_snapshot(
-            t, snapshots.get(snapshot), out, format, shard_size=shard_size))
-    return runs.run_job(run_id, lambda t: export.export(t, filter, out, format, name=name, shard_size=shard_size))
+        return runs.run_job(run_id, lambda t: write(t, snapshots.get(snapshot), path, format, shard_size=shard_size))
+    return runs.run_job(run_id, lambda t: export.export(t, filter, path, format, name=name, shard_size=shard_size,
+                                                        write=write))
+
+
+def export_part_job(run_id, snapshot, format, out, shard_size, part, parts, first_id, last_id):
+    """One slice of a large export's rows; the last part done writes the export."""
+    if export_parts.is_done(run_id, part):
+        return "done"  # a retried job: the first try saved the part, counted its images and its job
+    path = out or export.output_path(run_id, format)
+    piece = export_parts.Part(part, parts, first_id, last_id)
+    try:
+        return runs.run_job(run_id, lambda t: export_parts.write_part(
+            t, snapshots.get(snapshot), path, format, shard_size, piece))
+    finally:
+        export_parts.remove_if_ended(run_id, parts)
 
 
 def decide_matching_job(run_id, querystring, decision, user_id, note=""):

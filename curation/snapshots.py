@@ -88,12 +88,17 @@ def _copy(batch):
                 copy.write_row((row.snapshot_id, row.image_id, row.final_decision, row.record))
 
 
-def rows(snapshot, *, with_files=True, chunk=BATCH):
+def rows(snapshot, *, with_files=True, chunk=BATCH, first=None, last=None):
     """The snapshot's rows in image id order, `chunk` at a time (keyset, so late chunks cost no more).
 
     with_files: also load each image's stored file name (row.image.file), for writing the images.
+    first, last: only the rows whose image ids lie between them (both included).
     """
     qs = SnapshotImage.objects.filter(snapshot=snapshot).order_by("image_id")
+    if first is not None:
+        qs = qs.filter(image_id__gte=first)
+    if last is not None:
+        qs = qs.filter(image_id__lte=last)
     if with_files:
         qs = qs.select_related("image").only("image_id", "record", "image__file")
     else:
@@ -105,6 +110,22 @@ def rows(snapshot, *, with_files=True, chunk=BATCH):
         if len(page) < chunk:
             return
         last = page[-1].image_id
+
+
+def slices(snapshot, size):
+    """(first image id, last image id) of each run of `size` rows, in row order."""
+    ids = SnapshotImage.objects.filter(snapshot=snapshot).order_by("image_id").values_list("image_id", flat=True)
+    found, first, n = [], None, 0
+    for image_id in ids.iterator(chunk_size=10_000):
+        if n == 0:
+            first = image_id
+        n += 1
+        if n == size:
+            found.append((first, image_id))
+            n = 0
+    if n:
+        found.append((first, image_id))
+    return found
 
 
 def complete():
