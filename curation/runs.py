@@ -139,6 +139,23 @@ def jobs_lost(run, grace_seconds):
     return not any(job is not None and job.get_status(refresh=False) in LIVE_JOB_STATUSES for job in jobs)
 
 
+WAITING_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+
+
+def jobs_waiting(run):
+    """True when some of a running run's jobs are still in the queue: nothing beats for a run between its
+    jobs (a batch run whose next jobs wait behind other work), and that is not a dead worker. False when
+    Redis cannot be asked: the heartbeat decides, as it did before jobs were looked at."""
+    if not run.job_ids:
+        return False
+    try:
+        jobs = Job.fetch_many(list(run.job_ids), connection=django_rq.get_connection())
+        return any(job is not None and job.get_status(refresh=False) in WAITING_JOB_STATUSES for job in jobs)
+    except RedisError:
+        log.warning("could not check run #%s's jobs: Redis unreachable", run.pk, exc_info=True)
+        return False
+
+
 def active_duplicate(kind, params):
     """The queued or running run doing exactly this work, if any. A queued one whose jobs are gone is
     failed on the way: returning it would enqueue nothing, and the work would never be done."""
@@ -333,8 +350,8 @@ def reap_stale_runs(stale_seconds=None):
     # A cancelled run whose worker died before it stopped is finished as of its last heartbeat.
     Run.objects.filter(status=Run.Status.CANCELLED, finished_at__isnull=True, heartbeat_at__lt=cutoff).update(
         finished_at=F("heartbeat_at"))
-    stale = list(Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff).only(
-        "pk", "kind", "heartbeat_at"))
+    stale = [run for run in Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff).only(
+        "pk", "kind", "heartbeat_at", "job_ids") if not jobs_waiting(run)]
     for run in stale:
         mark_failed(
             run.pk,

@@ -86,3 +86,21 @@ def test_reaper_leaves_queued_runs_alone_while_redis_is_unreachable(redis_conn, 
     assert runs.reap_stale_runs(stale_seconds=60) == 0
     run.refresh_from_db()
     assert run.status == "queued"
+
+
+def test_reaper_leaves_a_running_run_alone_while_its_next_jobs_wait_in_the_queue(redis_conn):
+    """A run of several jobs beats only while one of them runs: with its next batches queued behind
+    other work it is waiting, not dead. Once none is left waiting, a stale heartbeat fails it."""
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        run = runs.launch(Run.Kind.EXPORT, noop_job, {"n": 5}, queue=queues.EXPORT,
+                          batches=[("part-0", {}), ("part-1", {})])
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING,
+                                         heartbeat_at=timezone.now() - timedelta(seconds=600))
+    assert runs.reap_stale_runs(stale_seconds=60) == 0
+    run.refresh_from_db()
+    assert run.status == "running"
+    for job_id in run.job_ids:
+        Job.fetch(job_id, connection=redis_conn).delete()
+    assert runs.reap_stale_runs(stale_seconds=60) == 1
+    run.refresh_from_db()
+    assert run.status == "failed" and "worker died" in run.error
