@@ -69,6 +69,7 @@ def run(args, worker_counts):
     from curation import runs
     from curation.models import Run
     from tests.factories import stored_image
+    from vlm import judge
     from vlm.judge import judge_images
     from vlm.models import VlmVerdict
     from vlm.prompts import latest_version, sync_prompts
@@ -88,15 +89,17 @@ def run(args, worker_counts):
     settings.SCENEIMG_OLLAMA_HOST = fake.base_url
     settings.SCENEIMG_VLM_RETRIES = 0  # a failure must show, not be hidden by a retry
     results, ok = [], True
+    done_at = _record_completions(judge._Writer)
     try:
         print(f"{'workers':>7} {'images':>6} {'seconds':>8} {'verdicts/s':>10} {'ceiling':>8} "
-              f"{'of ceiling':>10} {'cpu ms/verdict':>14} {'load':>5}  check")
+              f"{'of ceiling':>10} {'steady':>7} {'first/after last':>16} {'cpu ms/verdict':>14} {'call ms p50/p95':>15} {'load':>5}  check")
         for workers in worker_counts:
             n = max(workers * args.rounds, 12)
             ids = images[:n]
             model = f"bench-w{workers}"
             before = fake.requests()
-            start, cpu_start = time.perf_counter(), time.process_time()
+            done_at.clear()
+            start, cpu_start, started = time.perf_counter(), time.process_time(), time.monotonic()
             run = runs.run_in_foreground(
                 Run.Kind.VLM,
                 lambda t, ids=ids, model=model, workers=workers: judge_images(
@@ -111,23 +114,58 @@ def run(args, worker_counts):
             stored = rows.filter(error="").count()
             distinct = rows.values("image_id").distinct().count()
             asked = fake.requests() - before
+            latencies = sorted(rows.exclude(latency_ms=None).values_list("latency_ms", flat=True))
             good = stored == n and distinct == n and rows.count() == n and asked == n and run.status == "done"
             ok &= good
             rate = n / elapsed
+            steady = _steady_rate(done_at)
+            first = min(done_at) - started if done_at else float("nan")
+            last = elapsed - (max(done_at) - started) if done_at else float("nan")
             ceiling = workers / args.latency if args.latency else float("inf")
-            results.append((workers, rate))
+            results.append((workers, rate, steady))
             check = "ok" if good else f"LOST/DUPLICATED: stored {stored}, distinct {distinct}, requests {asked}"
             print(f"{workers:>7} {n:>6} {elapsed:>8.2f} {rate:>10.1f} {ceiling:>8.0f} {rate / ceiling:>9.0%} "
-                  f"{cpu / n * 1000:>14.1f} {load:>5.1f}  {check}")
+                  f"{steady:>7.1f} {f'{first:.2f}/{last:.2f} s':>16} {cpu / n * 1000:>14.1f} {_percentiles(latencies):>15} {load:>5.1f}  {check}")
     finally:
         fake.stop()
-    for workers, at_anchor in results:
+    for workers, whole, steady in results:
         if workers == ANCHOR_WORKERS:
-            print(f"figure: {at_anchor:.1f} verdicts/s at {ANCHOR_WORKERS} workers; "
-                  f"anchor {ANCHOR_RATE:.0f}/s; ratio {at_anchor / ANCHOR_RATE:.2f}x "
-                  f"({'meets' if at_anchor >= ANCHOR_RATE else 'BELOW'} target)")
+            for label, figure in (("whole run", whole), ("steady", steady)):
+                print(f"figure ({label}): {figure:.1f} verdicts/s at {ANCHOR_WORKERS} workers; "
+                      f"anchor {ANCHOR_RATE:.0f}/s; ratio {figure / ANCHOR_RATE:.2f}x "
+                      f"({'meets' if figure >= ANCHOR_RATE else 'BELOW'} target)")
     print("every verdict stored exactly once" if ok else "VERDICTS LOST OR DUPLICATED")
     return 0 if ok else 1
+
+
+def _record_completions(writer_class):
+    """The time each outcome reaches the stage's writer (instrumentation of this process only)."""
+    times, add = [], writer_class.add
+
+    def timed_add(self, outcome):
+        times.append(time.monotonic())
+        return add(self, outcome)
+
+    writer_class.add = timed_add
+    return times
+
+
+def _steady_rate(times):
+    """Verdicts/s between the 10th and 90th percentile completions: the rate once every worker is busy,
+    without the start (all workers' first calls at once, the run's own setup) or the last partial round."""
+    if len(times) < 20:
+        return float("nan")
+    times = sorted(times)
+    first, last = times[len(times) // 10], times[len(times) * 9 // 10]
+    return (len(times) * 9 // 10 - len(times) // 10) / (last - first) if last > first else float("nan")
+
+
+def _percentiles(values):
+    """p50/p95 of the calls' own latency (request sent to reply read): what the fake's delay became
+    on the way, as against the time between calls that the rate also pays."""
+    if not values:
+        return "-"
+    return f"{values[len(values) // 2]}/{values[int(len(values) * 0.95)]}"
 
 
 class Fake:

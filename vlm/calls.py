@@ -7,8 +7,9 @@ thumbnail when that is already big enough, else as a reduced-scale JPEG decode (
 the OpenAI call skips the SDK's typed request and response models (vlm.backends).
 """
 import io
+import queue
 import threading
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -66,21 +67,29 @@ def judge_all(images, spec, *, workers, user_for, writer, tracker):
             return Outcome(image.pk, error=client.redact(f"cannot read the image: {type(exc).__name__}: {exc}")[:2000])
         return judge_task(task, client, spec, policy, stop.wait)
 
-    queue_ = iter(images)
+    todo = iter(images)
+    finished = queue.SimpleQueue()  # futures as they complete: no scan of every call in flight per result
     in_flight = set()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vlm") as pool:
         try:
             while True:
                 while len(in_flight) < workers * 2 and not stop.is_set():
-                    image = next(queue_, None)
+                    image = next(todo, None)
                     if image is None:
                         break
-                    in_flight.add(pool.submit(judge_one, image))
+                    future = pool.submit(judge_one, image)
+                    in_flight.add(future)
+                    future.add_done_callback(finished.put)
                 if not in_flight:
                     break
-                finished, in_flight = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    writer.add(future.result())
+                try:
+                    future = finished.get(timeout=0.5)
+                    while True:
+                        in_flight.discard(future)
+                        writer.add(future.result())
+                        future = finished.get_nowait()
+                except queue.Empty:
+                    pass
                 writer.maybe_flush()
                 tracker.check_cancelled()
         except BaseException:

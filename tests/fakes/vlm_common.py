@@ -206,6 +206,8 @@ class FakeServer:
     def _handle(self, h):
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
+        if not (h.headers.get("Content-Type") or "").startswith("application/json"):
+            return self._send(h, 400, self.error_body(400, "Content-Type must be application/json"))
         try:
             payload = json.loads(body or b"{}")
         except ValueError:

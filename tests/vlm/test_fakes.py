@@ -17,7 +17,7 @@ KINDS = {"openai": FakeOpenAI, "ollama-local": FakeOllama}
 @pytest.fixture(scope="module")
 def jpeg():
     data, size = backends.prepare_image(encode(photo_like(1200, 900, 3)), 512)
-    assert size == (512, 384)
+    assert size == (450, 338)  # decoded at 3/8, the smallest scale that keeps 3/4 of the 512 side
     return data
 
 
@@ -39,7 +39,7 @@ def test_valid_reply_becomes_the_fakes_verdict_with_tokens(kind, jpeg):
     body = json.loads(reply.raw)
     assert body["model"] == "test-model"
     assert json.dumps(reply.text)[1:-1] in reply.raw
-    assert fake.requests[0]["image_size"] == [512, 384]
+    assert fake.requests[0]["image_size"] == [450, 338]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -9,7 +9,7 @@ from curation import runs
 from curation.models import AutoStage, Image, Run
 from tests.fakes.vlm_common import verdict_for
 from tests.vlm.conftest import OLLAMA_KEY, OPENAI_KEY
-from vlm import backends
+from vlm import backends, judge
 from vlm.judge import errors_path, judge_images
 from vlm.models import VlmVerdict
 from vlm.normalise import final_decision, split_tags
@@ -291,7 +291,7 @@ def test_a_failed_write_keeps_the_batch_for_the_next_flush(db, prompts, make_ima
     image = make_images(1)[0]
     writer = _Writer(runs.Tracker(), prompts["v3"], "openai", "gpt-4.1", 0.6, True, None)
     writer.add(Outcome(image.pk, decision="keep", score=0.9, reason="ok"))
-    real = VlmVerdict.objects.bulk_create
+    real = judge._upsert
     calls = []
 
     def flaky(*args, **kw):
@@ -300,7 +300,7 @@ def test_a_failed_write_keeps_the_batch_for_the_next_flush(db, prompts, make_ima
             raise OperationalError("connection lost")
         return real(*args, **kw)
 
-    monkeypatch.setattr(VlmVerdict.objects, "bulk_create", flaky)
+    monkeypatch.setattr(judge, "_upsert", flaky)
     with pytest.raises(OperationalError):
         writer.flush()
     assert len(writer.buffer) == 1 and not VlmVerdict.objects.exists()

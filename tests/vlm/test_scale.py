@@ -1,4 +1,5 @@
 """The VLM stage at scale: many concurrent requests, batches shared by RQ workers, a failing batch."""
+import io
 import os
 import subprocess
 import sys
@@ -61,8 +62,9 @@ def test_a_large_picture_goes_as_a_thumbnail_only_when_that_is_large_enough(db, 
     settings.SCENEIMG_THUMB_SIZE = 800
     _judge(prompts, [small_thumb.pk, large_thumb.pk], workers=2)
     sent = {tuple(r["image_size"]) for r in openai_fake.requests}
-    # The 320 px thumbnail is too small: the file is decoded at reduced scale instead (800x600 at 1/2).
-    assert sent == {(800, 600)}
+    # The 800 px thumbnail goes as it is; the 320 px one is too small, so that file is decoded at
+    # reduced scale instead (600x450 at 3/8).
+    assert sent == {(800, 600), (600, 450)}
     assert openai_fake.count(image_sha=_sha(Image.objects.get(pk=large_thumb.pk).thumbnail)) == 1
     # With the 320 px setting no thumbnail is even opened: both go as downscaled files.
     settings.SCENEIMG_THUMB_SIZE = 320
@@ -70,6 +72,39 @@ def test_a_large_picture_goes_as_a_thumbnail_only_when_that_is_large_enough(db, 
     assert openai_fake.count(model="gpt-4.1-mini") == 2
     expected = backends.prepare_image(stored_data(large_thumb), 800)[0]
     assert openai_fake.count(model="gpt-4.1-mini", image_sha=_sha_bytes(expected)) == 1
+
+
+@pytest.mark.parametrize("size, side, sent", [
+    ((1600, 1200), 768, (600, 450)),  # libjpeg's 3/8 scale: no resampling
+    ((1200, 1600), 768, (450, 600)),  # portrait
+    ((1024, 768), 768, (640, 480)),  # 5/8
+    ((4000, 3000), 768, (768, 576)),  # no k/8 scale lands in [576, 768]: 1000x750 at 2/8, then resampled
+    ((3000, 200), 768, (750, 50)),
+])
+def test_a_large_jpeg_is_decoded_at_reduced_scale_within_the_models_side(size, side, sent):
+    from PIL import Image as PILImage
+
+    from tests.images import encode, photo_like
+
+    data, reported = backends.prepare_image(encode(photo_like(*size, 3)), side)
+    with PILImage.open(io.BytesIO(data)) as im:
+        assert im.format == "JPEG" and im.mode == "RGB" and im.size == reported == sent
+        assert backends.SMALLEST_FRACTION * side <= max(im.size) <= side
+
+
+def test_rotated_grey_and_cmyk_jpegs_take_the_general_path():
+    from PIL import Image as PILImage
+
+    from tests.images import encode, photo_like
+
+    photo = photo_like(1600, 1200, 4)
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # stored sideways: shown rotated 90 degrees
+    for data, expected in ((encode(photo, exif=exif), (576, 768)), (encode(photo.convert("L")), (768, 576)),
+                           (encode(photo.convert("CMYK")), (768, 576))):
+        out, size = backends.prepare_image(data, 768)
+        with PILImage.open(io.BytesIO(out)) as im:
+            assert im.mode == "RGB" and im.size == size == expected
 
 
 def _sha(field):
