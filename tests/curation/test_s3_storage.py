@@ -179,3 +179,22 @@ def test_two_worker_processes_importing_overlapping_folders_store_each_picture_o
     images = list(Image.objects.all())
     assert len(images) == len(pictures) and Source.objects.count() == 16
     assert keys(s3_storage) == sorted([i.file.name for i in images] + [i.thumbnail.name for i in images])
+
+
+def test_threads_get_their_own_connection_from_one_session(s3_storage):
+    """Each thread has its own boto3 resource (they are not thread-safe), all made from one session, so
+    botocore's service models are loaded once, not once per import thread."""
+    connections = []
+
+    def connect():
+        connections.append(s3_storage.connection)
+        storage.save_once(f"threads/{threading.get_ident()}.txt", b"x")
+
+    threads = [threading.Thread(target=connect) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(c) for c in connections}) == 8
+    assert len({id(c.meta.client._loader) for c in connections}) == 1
+    assert len(keys(s3_storage, "threads/")) == 8
