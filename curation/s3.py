@@ -16,6 +16,9 @@ from storages.utils import clean_name
 _EXISTS = {"PreconditionFailed", "412"}
 _IN_FLIGHT = {"ConditionalRequestConflict", "409"}
 
+_SESSIONS = {}  # boto3 sessions by credentials, shared by every storage instance and thread of the process
+_SESSION_LOCK = threading.Lock()
+
 
 def s3_options():
     """S3Storage's options from SCENEIMG_S3_* settings (see docs/deployment.md)."""
@@ -46,35 +49,24 @@ class PrivateS3Storage(S3Storage):
 
     def __init__(self, **overrides):
         super().__init__(**{**s3_options(), **overrides})
-        self._session = None
-        self._session_lock = threading.Lock()
 
     @property
     def connection(self):
         # S3Storage gives each thread its own boto3 session and resource, and each new session loads
-        # botocore's service models from disk again: a second or more of CPU per thread, paid by every
-        # import batch's 16 threads, which made ingest on S3 several times slower than on disk. Threads
-        # still get their own resource (they are not thread-safe), made one at a time from one session.
+        # botocore's service models from disk again: a second or more of CPU per thread, paid by each
+        # import batch's 16 threads (which also race to create default_storage itself, one instance
+        # each). Threads still get their own resource (they are not thread-safe), made one at a time
+        # from one session per set of credentials in this process.
         if getattr(self._connections, "connection", None) is None:
-            with self._session_lock:
+            with _SESSION_LOCK:
                 return super().connection
         return self._connections.connection
 
     def _create_session(self):
-        if self._session is None:
-            self._session = super()._create_session()
-        return self._session
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_session", None)
-        state.pop("_session_lock", None)
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        self._session = None
-        self._session_lock = threading.Lock()
+        key = (self.session_profile, self.access_key, self.secret_key, self.security_token)
+        if key not in _SESSIONS:
+            _SESSIONS[key] = super()._create_session()
+        return _SESSIONS[key]
 
     def save_once(self, name, data):
         """Write `data` at `name` unless an object is already there; returns `name` either way."""

@@ -183,11 +183,16 @@ def test_two_worker_processes_importing_overlapping_folders_store_each_picture_o
 
 def test_threads_get_their_own_connection_from_one_session(s3_storage):
     """Each thread has its own boto3 resource (they are not thread-safe), all made from one session, so
-    botocore's service models are loaded once, not once per import thread."""
+    botocore's service models are loaded once, not once per import thread; a second storage instance
+    (threads racing to create default_storage make several) shares that session too."""
+    from curation.s3 import PrivateS3Storage
+
     connections = []
+    second = PrivateS3Storage(location=s3_storage.location)
 
     def connect():
         connections.append(s3_storage.connection)
+        connections.append(second.connection)
         storage.save_once(f"threads/{threading.get_ident()}.txt", b"x")
 
     threads = [threading.Thread(target=connect) for _ in range(8)]
@@ -195,6 +200,6 @@ def test_threads_get_their_own_connection_from_one_session(s3_storage):
         t.start()
     for t in threads:
         t.join()
-    assert len({id(c) for c in connections}) == 8
+    assert len({id(c) for c in connections}) == 16
     assert len({id(c.meta.client._loader) for c in connections}) == 1
     assert len(keys(s3_storage, "threads/")) == 8
