@@ -151,20 +151,23 @@ class _CopyWriter:
         self.tracker.count("rejected", rejected)
 
     def upsert_scores(self, cursor):
-        """FilterScores as the CLIP writer's bulk upsert writes them; images deleted meanwhile are skipped.
-        Returns (kept, rejected) among the images written."""
-        fs = FilterScore._meta.db_table
+        """FilterScores as the CLIP writer's bulk upsert writes them; images deleted meanwhile are skipped,
+        and so are rows that would not change (new margins leave every score as it was). Returns (kept,
+        rejected) among the images rescored."""
+        fs, images = FilterScore._meta.db_table, Image._meta.db_table
+        columns = ("scores", "indoor_margin", "moderate_margin", "object_count", "passed", "uncalibrated")
         cursor.execute(
-            f"WITH written AS (INSERT INTO {fs} (image_id, scorer_key, scores, indoor_margin, moderate_margin, "
+            f"INSERT INTO {fs} (image_id, scorer_key, scores, indoor_margin, moderate_margin, "
             "object_count, passed, uncalibrated, run_id, created_at) "
             f"SELECT v.id, %s::varchar, v.scores, v.indoor, v.moderate, NULL, v.passed, %s::boolean, %s::bigint, now() "
-            f"FROM {TEMP_TABLE} v "
-            f"JOIN {Image._meta.db_table} i ON i.id = v.id "
-            "ON CONFLICT (image_id, scorer_key) DO UPDATE SET scores = EXCLUDED.scores, "
-            "indoor_margin = EXCLUDED.indoor_margin, moderate_margin = EXCLUDED.moderate_margin, "
-            "object_count = EXCLUDED.object_count, passed = EXCLUDED.passed, uncalibrated = EXCLUDED.uncalibrated "
-            "RETURNING passed) SELECT count(*) FILTER (WHERE passed), count(*) FILTER (WHERE NOT passed) FROM written",
+            f"FROM {TEMP_TABLE} v JOIN {images} i ON i.id = v.id "
+            "ON CONFLICT (image_id, scorer_key) DO UPDATE SET "
+            + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+            + f" WHERE ({', '.join(f'{fs}.{c}' for c in columns)}) IS DISTINCT FROM "
+            f"({', '.join(f'EXCLUDED.{c}' for c in columns)})",
             [self.key, self.uncalibrated, self.run_id])
+        cursor.execute(f"SELECT count(*) FILTER (WHERE v.passed), count(*) FILTER (WHERE NOT v.passed) "
+                       f"FROM {TEMP_TABLE} v JOIN {images} i ON i.id = v.id")
         return cursor.fetchone()
 
 

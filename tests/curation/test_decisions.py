@@ -105,3 +105,17 @@ def test_no_stage_writes_a_decision_around_the_rule():
                 continue
             offenders += [f"{path.relative_to(ROOT)}:{line}" for line in _writes_decisions(ast.parse(path.read_text()))]
     assert offenders == []
+
+
+def test_rows_that_would_not_change_are_not_written():
+    """Deciding again with the same values writes nothing; only the rows that change are updated (a rescore
+    with new margins flips a few decisions out of many)."""
+    images = [image(n) for n in range(1, 5)]
+    rows = [{"id": img.pk, "decision": Decision.KEEP, "reason": "clip: passed", "clip_indoor_margin": 0.1}
+            for img in images]
+    assert decisions.decide(AutoStage.CLIP, rows, extra_fields=["clip_indoor_margin"]) == 4
+    assert decisions.decide(AutoStage.CLIP, rows, extra_fields=["clip_indoor_margin"]) == 0
+    rows[1]["decision"], rows[2]["clip_indoor_margin"] = Decision.REJECT, 0.2
+    assert decisions.decide(AutoStage.CLIP, rows, extra_fields=["clip_indoor_margin"]) == 2
+    assert [(i.auto_decision, i.clip_indoor_margin) for i in Image.objects.order_by("pk")] == [
+        ("keep", 0.1), ("reject", 0.1), ("keep", 0.2), ("keep", 0.1)]
