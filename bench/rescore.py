@@ -56,7 +56,9 @@ def unit_vectors(n, seed=0):
     return out
 
 
-def write_segment(ids, vectors):
+def write_segment(ids, vectors, max_row_id=None):
+    """The vector index's files as the index job leaves them, written directly (no ANN index, no
+    content-duplicate search: rescoring reads only the segments)."""
     from curation import vector_index as vi
 
     folder = vi.key_dir(KEY)
@@ -64,7 +66,7 @@ def write_segment(ids, vectors):
     ids_path, vec_path = vi._segment_paths(folder, 1)
     vi._save_npy(ids_path, ids)
     vi._save_npy(vec_path, vectors)
-    vi.State(segments=[1], count=len(ids), dim=512, max_row_id=len(ids), version=1).write(folder)
+    vi.State(segments=[1], count=len(ids), dim=512, max_row_id=max_row_id or len(ids), version=1).write(folder)
 
 
 def in_memory(n, prompts):
@@ -104,6 +106,7 @@ def in_memory(n, prompts):
 def with_database(rows, prompts):
     from django.core.management import call_command
     from django.db import connection
+    from django.db.models import Max
 
     from curation import embeddings, runs
     from curation.models import Embedding, FilterScore, Image
@@ -119,9 +122,13 @@ def with_database(rows, prompts):
                       format="jpeg", byte_size=1, dhash=i) for i in range(start, min(rows, start + 10_000))])
         ids = np.asarray(sorted(Image.objects.values_list("id", flat=True)), dtype=np.int64)
         embeddings.store(KEY, ids, unit_vectors(rows, seed=1))
+    # The index as it stands after the CLIP run's index job; building it (its content-duplicate search
+    # above all) is that job's work, not the rescore's.
+    write_segment(np.asarray(sorted(Image.objects.values_list("id", flat=True)), dtype=np.int64),
+                  unit_vectors(rows, seed=1), Embedding.objects.aggregate(Max("id"))["id__max"])
     FilterScore.objects.all().delete()
     earlier = "v1" if prompts != "v1" else "v2"
-    rescore(runs.Tracker(), rule=DecisionRule(), prompt_version=earlier, device="cpu")  # loads, syncs the index
+    rescore(runs.Tracker(), rule=DecisionRule(), prompt_version=earlier, device="cpu")  # the scores before
     for label, rule in ((f"a new prompt set ({earlier} to {prompts})", DecisionRule()),
                         (f"new margins, the same prompt set ({prompts}, indoor margin 0.02)", DecisionRule(indoor_margin=0.02))):
         t0 = time.perf_counter()
@@ -146,12 +153,7 @@ def main():
         if args.n:
             in_memory(args.n, args.prompts)
         if args.database_url:
-            from curation import vector_index
-
-            folder = vector_index.key_dir(KEY)
-            folder.mkdir(parents=True, exist_ok=True)
-            vector_index.State().write(folder)  # the database's rows, not the in-memory ones
-            with_database(args.db_rows, args.prompts)
+            with_database(args.db_rows, args.prompts)  # its own segment replaces the in-memory one
 
 
 if __name__ == "__main__":
