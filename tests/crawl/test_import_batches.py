@@ -3,8 +3,6 @@ number of workers share; links leaving a folder are skipped; an output root repl
 import io
 import json
 import os
-import subprocess
-import sys
 
 import django_rq
 import pytest
@@ -19,6 +17,7 @@ from curation.models import Image, Run
 from sceneimg_site import queues
 from tests.fakes.image_host import ImageHost
 from tests.images import encode, photo_like
+from tests.workers import start_worker
 
 
 def command(*args):
@@ -106,11 +105,6 @@ def test_a_failing_batch_fails_only_its_items_and_the_run_says_so(tmp_path, monk
     assert Image.objects.count() == 6
 
 
-def _start_worker(env):
-    return subprocess.Popen([sys.executable, "manage.py", "rqworker", queues.CRAWL, "--burst"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_importing_overlapping_lists_store_each_picture_once(tmp_path, monkeypatch, redis_conn,
@@ -121,7 +115,7 @@ def test_two_workers_importing_overlapping_lists_store_each_picture_once(tmp_pat
         a = url_list(tmp_path / "a.txt", host, [f"/img/{n}.jpg" for n in range(0, 30)])
         b = url_list(tmp_path / "b.txt", host, [f"/dup/{n}.jpg" for n in range(15, 45)])
         runs = [launch.launch_import_urls(launch.import_urls_params(f, workers=4)) for f in (a, b)]
-        workers = [_start_worker(worker_env) for _ in range(2)]
+        workers = [start_worker(worker_env, queues.CRAWL) for _ in range(2)]
         outs = [w.communicate(timeout=180)[0].decode(errors="replace") for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outs
     for run in runs:

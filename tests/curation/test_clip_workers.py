@@ -1,10 +1,6 @@
 """A CLIP run's batches shared by two real RQ worker processes: exact counters, and a batch that fails in
 one worker fails only its own images."""
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import django_rq
 import numpy as np
@@ -17,24 +13,9 @@ from curation.models import Embedding, FilterScore, Run
 from curation.scoring import DecisionRule, key_for_settings, select_image_ids
 from sceneimg_site import queues
 from tests.factories import image_row
+from tests.workers import start_worker, stop_workers, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def start_worker(env, name):
-    # SimpleWorker: each worker process loads the (random-weight) model once, not once per batch.
-    cmd = [sys.executable, "manage.py", "rqworker", queues.SCORE, "--name", name,
-           "--worker-class", "rq.worker.SimpleWorker"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_for(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def unit_vectors(n, seed=0):
@@ -51,7 +32,9 @@ def test_two_workers_share_a_clip_run_and_a_failing_batch_fails_only_its_images(
     key = embeddings.current_key()
     embeddings.store(key, ids, unit_vectors(8))
     Embedding.objects.filter(image_id=ids[4]).update(vector=bytes(6))
-    workers = [start_worker(worker_env, f"clip-test-{os.getpid()}-{n}") for n in range(2)]
+    # SimpleWorker: each worker process loads the (random-weight) model once, not once per batch.
+    workers = [start_worker(worker_env, queues.SCORE, burst=False, name=f"clip-test-{os.getpid()}-{n}", simple=True)
+               for n in range(2)]
     run, names = None, set()
     try:
         queue = django_rq.get_queue(queues.SCORE)
@@ -60,10 +43,7 @@ def test_two_workers_share_a_clip_run_and_a_failing_batch_fails_only_its_images(
             wait_for(lambda: not Run.objects.get(pk=run.pk).is_active, timeout=300)
             names = {Job.fetch(job_id, connection=redis_conn).worker_name for job_id in run.job_ids}
     finally:
-        for worker in workers:
-            if worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGTERM)
-        logs = "\n".join(worker.communicate(timeout=30)[0].decode(errors="replace")[-3000:] for worker in workers)
+        logs = stop_workers(workers)
     assert run is not None, f"the workers did not start:\n{logs}"
     run.refresh_from_db()
     assert run.status == Run.Status.DONE, f"{run.status}: {run.error}\n{logs}"

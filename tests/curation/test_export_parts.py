@@ -1,10 +1,6 @@
 """A large queued export written by part jobs: the same bytes as one job writes, exact counters, a
 retried part that changes nothing, and no part files left by a failed or cancelled run."""
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import django_rq
@@ -18,6 +14,7 @@ from curation.models import Run, SnapshotImage
 from curation.runs import Tracker
 from sceneimg_site import queues
 from tests.factories import stored_image
+from tests.workers import start_worker, stop_workers, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -179,21 +176,6 @@ def test_parts_of_a_cancel_no_part_job_saw_are_purged(snapshot, tmp_path, settin
     assert part_files(settings) == []
 
 
-def start_worker(env, name):
-    cmd = [sys.executable, "manage.py", "rqworker", queues.EXPORT, "--name", name,
-           "--worker-class", "rq.worker.SimpleWorker"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_for(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_two_worker_processes_share_one_exports_parts(snapshot, tmp_path, settings, worker_env, redis_conn):
@@ -201,7 +183,8 @@ def test_two_worker_processes_share_one_exports_parts(snapshot, tmp_path, settin
     worker_env = {**worker_env, "SCENEIMG_EXPORT_PART_SIZE": "1"}
     single = tmp_path / "single"
     export.export_snapshot(Tracker(), snapshot, single, "webdataset", shard_size=SHARD_SIZE)
-    workers = [start_worker(worker_env, f"export-test-{os.getpid()}-{n}") for n in range(2)]
+    workers = [start_worker(worker_env, queues.EXPORT, burst=False, name=f"export-test-{os.getpid()}-{n}", simple=True)
+               for n in range(2)]
     run, names = None, set()
     try:
         queue = django_rq.get_queue(queues.EXPORT)
@@ -211,10 +194,7 @@ def test_two_worker_processes_share_one_exports_parts(snapshot, tmp_path, settin
             wait_for(lambda: not Run.objects.get(pk=run.pk).is_active, timeout=300)
             names = {job.worker_name for job in part_jobs(Run.objects.get(pk=run.pk), redis_conn)}
     finally:
-        for worker in workers:
-            if worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGTERM)
-        logs = "\n".join(worker.communicate(timeout=30)[0].decode(errors="replace")[-3000:] for worker in workers)
+        logs = stop_workers(workers)
     assert run is not None, f"the workers did not start:\n{logs}"
     run.refresh_from_db()
     assert run.status == Run.Status.DONE, f"{run.status}: {run.error}\n{logs}"

@@ -1,8 +1,6 @@
 """Runs on RQ: a real worker process runs an enqueued import; a killed worker's run is marked failed."""
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -14,15 +12,9 @@ from curation.models import Run
 from sceneimg_site import queues
 from tests.fakes.image_host import ImageHost
 from tests.images import encode, photo_like
+from tests.workers import start_worker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def start_worker(env, *queue_names, burst=True):
-    cmd = [sys.executable, "manage.py", "rqworker", *queue_names]
-    if burst:
-        cmd.append("--burst")
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def kill_tree(pid):
@@ -46,15 +38,6 @@ def kill_tree(pid):
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def wait_for(predicate, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_enqueued_import_runs_in_a_real_worker(tmp_path, worker_env, redis_conn):

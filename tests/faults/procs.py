@@ -1,7 +1,6 @@
 """Process helpers for the tests that start scripts/run.sh: its process tree, read from /proc."""
 import os
 import signal
-import time
 
 
 def _table():
@@ -48,15 +47,6 @@ def workers(pid):
     table = _table()
     return {p: cmd for p, cmd in procs.items() if "rqworker" in cmd and "rqworker" not in table.get(
         table[p][0], (0, ""))[1]} if procs else {}
-
-
-def wait_for(predicate, timeout=60, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def kill_all(pids):

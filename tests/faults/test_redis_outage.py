@@ -13,8 +13,9 @@ from curation import runs
 from curation.models import Run
 from sceneimg_site import queues
 from tests.curation import slow_jobs
-from tests.faults.procs import kill_all, tree, wait_for, workers
+from tests.faults.procs import kill_all, tree, workers
 from tests.faults.test_run_script import ROOT, answers, free_port
+from tests.workers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.procs import alive, kill_all, tree, wait_for, workers
+from tests.faults.procs import alive, kill_all, tree, workers
+from tests.workers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
