@@ -10,10 +10,8 @@ body that we keep passes through `redact`.
 """
 import base64
 import email.utils
-import io
 import json
 import logging
-import math
 import random
 import secrets
 import threading
@@ -21,13 +19,9 @@ import time
 from dataclasses import dataclass
 
 import httpx
-import numpy as np
 import ollama
 import openai
-import simplejpeg
 from django.conf import settings
-from PIL import Image as PILImage
-from PIL import ImageOps
 
 log = logging.getLogger(__name__)
 
@@ -163,62 +157,6 @@ def redact(text, extra=()):
     for secret in {*known_secrets(), *(s for s in extra if s and len(s) >= 4)}:
         text = text.replace(secret, "[redacted]")
     return text
-
-
-# A downscaled image may come out this fraction of the longest side (a draft decode, a thumbnail).
-SMALLEST_FRACTION = 0.75
-
-
-def prepare_image(data, longest_side=None, quality=None):
-    """JPEG bytes of the image with its longest side at most `longest_side`; also (width, height) sent."""
-    longest_side = longest_side or settings.SCENEIMG_VLM_IMAGE_SIDE
-    quality = quality or settings.SCENEIMG_VLM_IMAGE_QUALITY
-    with PILImage.open(io.BytesIO(data)) as im:
-        orientation = im.getexif().get(0x0112, 1)
-        if im.format == "JPEG" and im.mode == "RGB" and orientation == 1:
-            if max(im.size) <= longest_side:
-                return data, im.size  # already what we would send: no second lossy encode
-            scaled = _scaled_jpeg(data, im.size, longest_side, quality)
-            if scaled is not None:
-                return scaled
-        if im.format == "JPEG" and max(im.size) > longest_side:
-            # libjpeg decodes straight to 1/2, 1/4 or 1/8 scale, a fraction of the CPU of decoding every
-            # pixel and resampling them. Accept a result down to 3/4 of the target.
-            k = SMALLEST_FRACTION * longest_side / max(im.size)
-            im.draft("RGB", (max(1, round(im.size[0] * k)), max(1, round(im.size[1] * k))))
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("RGBA", "LA", "P"):
-            im = im.convert("RGBA")
-            flat = PILImage.new("RGB", im.size, (255, 255, 255))
-            flat.paste(im, mask=im.getchannel("A"))
-            im = flat
-        elif im.mode != "RGB":
-            im = im.convert("RGB")
-        if max(im.size) > longest_side:
-            im.thumbnail((longest_side, longest_side), PILImage.Resampling.BICUBIC)
-        buf = io.BytesIO()
-        im.save(buf, "JPEG", quality=quality)
-        return buf.getvalue(), im.size
-
-
-def _scaled_jpeg(data, size, longest_side, quality):
-    """An upright colour JPEG larger than the model's side, decoded by libjpeg-turbo straight to the
-    smallest of its k/8 scales that keeps SMALLEST_FRACTION of the side, and encoded again by it.
-    Most photo sizes land between 3/4 and all of the side (1600x1200 at 3/8, 1024x768 at 6/8), so
-    the pixels are never resampled: at 100 verdicts/s the resampling was the stage's largest CPU cost.
-    None when libjpeg cannot read it (the PIL path then decides what is wrong)."""
-    floor = math.ceil(SMALLEST_FRACTION * longest_side)
-    landscape = size[0] >= size[1]
-    try:
-        pixels = simplejpeg.decode_jpeg(data, "RGB", min_width=floor if landscape else 1,
-                                        min_height=1 if landscape else floor)
-    except ValueError:
-        return None
-    if max(pixels.shape[:2]) > longest_side:  # no k/8 scale fits (a very large picture): resample this one
-        im = PILImage.fromarray(pixels)
-        im.thumbnail((longest_side, longest_side), PILImage.Resampling.BICUBIC)
-        pixels = np.asarray(im)
-    return simplejpeg.encode_jpeg(pixels, quality=quality, colorspace="RGB"), (pixels.shape[1], pixels.shape[0])
 
 
 class Backend:

@@ -3,7 +3,7 @@
 Each call's Python work holds the interpreter lock (building the request, base64, parsing the reply,
 the downscale's bookkeeping), and at 64 concurrent requests threads queue for that lock: the cheaper
 each call, the closer the stage runs to the model's own limit. So a large picture goes as its stored
-thumbnail when that is already big enough, else as a reduced-scale JPEG decode (prepare_image), and
+thumbnail when that is already big enough, else as a reduced-scale JPEG decode (vlm.model_input), and
 the OpenAI call skips the SDK's typed request and response models (vlm.backends).
 """
 import io
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from PIL import Image as PILImage
 
-from vlm import backends
+from vlm import backends, model_input
 from vlm.normalise import NormaliseError, normalise
 
 
@@ -110,7 +110,7 @@ def judge_task(task, client, spec, policy, stop_wait):
     """One image: downscale if needed, ask with bounded retries, normalise. Never raises."""
     outcome = Outcome(task.image_id)
     try:
-        jpeg, _ = backends.prepare_image(task.data, spec.side)
+        jpeg, _ = model_input.prepare_image(task.data, spec.side)
         reply = backends.call_with_retries(
             lambda: client.call(spec.system, task.user, jpeg), policy,
             backends.rng_for(spec.seed, task.image_id), wait=stop_wait, label=f"image #{task.image_id}",
@@ -146,7 +146,7 @@ def read_task(image, user_for, side):
 def _thumbnail_if_enough(image, side):
     """Only with SCENEIMG_THUMB_SIZE near the model's side (the 320 px default never is); the
     thumbnail's own header decides, since the setting may have changed since it was made."""
-    smallest = backends.SMALLEST_FRACTION * side
+    smallest = model_input.SMALLEST_FRACTION * side
     if not image.thumbnail or max(image.width or 0, image.height or 0) <= side:
         return None  # the file goes as it is, or is a small re-encode
     if settings.SCENEIMG_THUMB_SIZE < smallest:

@@ -8,7 +8,7 @@ from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_responses import FakeOpenAI
 from tests.fakes.vlm_common import reply_text, verdict_for
 from tests.vlm.conftest import OLLAMA_KEY, OPENAI_KEY
-from vlm import backends
+from vlm import backends, model_input
 from vlm.normalise import normalise
 
 KINDS = {"openai": FakeOpenAI, "ollama-local": FakeOllama}
@@ -16,7 +16,7 @@ KINDS = {"openai": FakeOpenAI, "ollama-local": FakeOllama}
 
 @pytest.fixture(scope="module")
 def jpeg():
-    data, size = backends.prepare_image(encode(photo_like(1200, 900, 3)), 512)
+    data, size = model_input.prepare_image(encode(photo_like(1200, 900, 3)), 512)
     assert size == (450, 338)  # decoded at 3/8, the smallest scale that keeps 3/4 of the 512 side
     return data
 
@@ -170,7 +170,7 @@ def test_missing_keys_are_clear_errors(settings):
 
 def test_image_is_downscaled_to_the_configured_side_and_flattened():
     png = encode(photo_like(300, 1000, 1, mode="RGBA"), "PNG")
-    data, size = backends.prepare_image(png, 256)
+    data, size = model_input.prepare_image(png, 256)
     assert size == (77, 256) and data[:3] == b"\xff\xd8\xff"
-    small, size = backends.prepare_image(encode(photo_like(100, 80, 2)), 256)
+    small, size = model_input.prepare_image(encode(photo_like(100, 80, 2)), 256)
     assert size == (100, 80)  # never enlarged

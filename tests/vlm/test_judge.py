@@ -9,7 +9,7 @@ from curation import runs
 from curation.models import AutoStage, Image, Run
 from tests.fakes.vlm_common import verdict_for
 from tests.vlm.conftest import OLLAMA_KEY, OPENAI_KEY
-from vlm import backends, judge
+from vlm import judge, model_input
 from vlm.judge import errors_path, judge_images
 from vlm.models import VlmVerdict
 from vlm.normalise import final_decision, split_tags
@@ -26,7 +26,7 @@ def run_stage(images, version, backend="openai", model="gpt-4.1", **kw):
 def expected(image, min_score=0.6):
     """What the fake says about a stored image (it sees our downscaled JPEG, so ask it the same way)."""
     with image.file.storage.open(image.file.name, "rb") as fh:
-        jpeg, _ = backends.prepare_image(fh.read())
+        jpeg, _ = model_input.prepare_image(fh.read())
     v = verdict_for(jpeg)
     return v, final_decision(v["decision"], v["score"], min_score)
 

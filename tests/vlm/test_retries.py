@@ -8,7 +8,7 @@ from tests.conftest import encode, photo_like
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_responses import FakeOpenAI
 from tests.vlm.conftest import OPENAI_KEY
-from vlm import backends
+from vlm import backends, model_input
 from vlm.backends import BackendError, Reply, RetryPolicy, call_with_retries, parse_retry_after, rng_for
 
 FAKES = {"openai": FakeOpenAI, "ollama-local": FakeOllama}
@@ -98,7 +98,7 @@ def test_parse_retry_after_seconds_and_http_date():
 
 @pytest.mark.parametrize("kind", FAKES)
 def test_429_then_success_through_the_real_client_waits_retry_after(kind):
-    jpeg, _ = backends.prepare_image(encode(photo_like(64, 48, 1)), 64)
+    jpeg, _ = model_input.prepare_image(encode(photo_like(64, 48, 1)), 64)
     with FAKES[kind]("valid", script=["rate_limit", "server_error"], retry_after=4) as fake:
         backend = backends.make_backend(kind, "m", timeout=2, base_url=fake.base_url, api_key=OPENAI_KEY)
         wait = Recorder()
@@ -113,7 +113,7 @@ def test_429_then_success_through_the_real_client_waits_retry_after(kind):
 @pytest.mark.parametrize("mode", ["server_error", "reset", "rate_limit"])
 def test_clients_do_not_retry_on_their_own(kind, mode):
     """One call is one request: only our loop retries, so the bound is ours."""
-    jpeg, _ = backends.prepare_image(encode(photo_like(64, 48, 1)), 64)
+    jpeg, _ = model_input.prepare_image(encode(photo_like(64, 48, 1)), 64)
     with FAKES[kind](mode, retry_after=0) as fake:
         backend = backends.make_backend(kind, "m", timeout=2, base_url=fake.base_url, api_key=OPENAI_KEY)
         with pytest.raises(BackendError):

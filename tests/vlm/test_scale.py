@@ -17,7 +17,7 @@ from sceneimg_site import queues
 from tests.factories import stored_data, stored_image
 from tests.fakes.openai_responses import FakeOpenAI
 from tests.vlm.conftest import OPENAI_KEY
-from vlm import backends
+from vlm import model_input
 from vlm.judge import judge_images
 from vlm.launch import launch_vlm, vlm_options
 from vlm.models import VlmVerdict
@@ -70,7 +70,7 @@ def test_a_large_picture_goes_as_a_thumbnail_only_when_that_is_large_enough(db, 
     settings.SCENEIMG_THUMB_SIZE = 320
     _judge(prompts, [small_thumb.pk, large_thumb.pk], workers=2, model="gpt-4.1-mini")
     assert openai_fake.count(model="gpt-4.1-mini") == 2
-    expected = backends.prepare_image(stored_data(large_thumb), 800)[0]
+    expected = model_input.prepare_image(stored_data(large_thumb), 800)[0]
     assert openai_fake.count(model="gpt-4.1-mini", image_sha=_sha_bytes(expected)) == 1
 
 
@@ -86,10 +86,10 @@ def test_a_large_jpeg_is_decoded_at_reduced_scale_within_the_models_side(size, s
 
     from tests.images import encode, photo_like
 
-    data, reported = backends.prepare_image(encode(photo_like(*size, 3)), side)
+    data, reported = model_input.prepare_image(encode(photo_like(*size, 3)), side)
     with PILImage.open(io.BytesIO(data)) as im:
         assert im.format == "JPEG" and im.mode == "RGB" and im.size == reported == sent
-        assert backends.SMALLEST_FRACTION * side <= max(im.size) <= side
+        assert model_input.SMALLEST_FRACTION * side <= max(im.size) <= side
 
 
 def test_rotated_grey_and_cmyk_jpegs_take_the_general_path():
@@ -102,7 +102,7 @@ def test_rotated_grey_and_cmyk_jpegs_take_the_general_path():
     exif[0x0112] = 6  # stored sideways: shown rotated 90 degrees
     for data, expected in ((encode(photo, exif=exif), (576, 768)), (encode(photo.convert("L")), (768, 576)),
                            (encode(photo.convert("CMYK")), (768, 576))):
-        out, size = backends.prepare_image(data, 768)
+        out, size = model_input.prepare_image(data, 768)
         with PILImage.open(io.BytesIO(out)) as im:
             assert im.mode == "RGB" and im.size == size == expected
 
