@@ -1,12 +1,18 @@
 """Asking the model about many images at once, in threads, and what each call sends.
 
-Each call's Python work holds the interpreter lock (building the request, base64, parsing the reply,
-the downscale's bookkeeping), and at 64 concurrent requests threads queue for that lock: the cheaper
-each call, the closer the stage runs to the model's own limit. So a large picture goes as its stored
-thumbnail when that is already big enough, else as a reduced-scale JPEG decode (vlm.model_input), and
-the OpenAI call skips the SDK's typed request and response models (vlm.backends).
+Each call's Python work holds the interpreter lock (building the request, base64, parsing the reply),
+and at 64 concurrent requests threads queue for that lock: the cheaper each call, the closer the stage
+runs to the model's own limit. So a large picture goes as its stored thumbnail when that is already
+big enough, else as a reduced-scale JPEG decode (vlm.model_input), and the OpenAI call skips the SDK's
+typed request and response models (vlm.backends).
+
+Every picture is read and downscaled ahead of its call, by one thread per core, while the calls
+before it wait for the model. A call that finishes hands its thread straight to a picture that is
+ready, so reading and decoding are not between one reply and the next request, and the first
+requests go out one by one as their pictures are ready instead of all 64 together at the end.
 """
 import io
+import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -49,8 +55,9 @@ class Spec:
 @dataclass
 class Task:
     image_id: int
-    data: bytes
+    data: bytes  # the picture: as stored, then as it will be sent
     user: str
+    request: object = None  # what the backend sends (backends.Backend.request)
 
 
 def judge_all(images, spec, *, workers, user_for, writer, tracker):
@@ -60,24 +67,37 @@ def judge_all(images, spec, *, workers, user_for, writer, tracker):
     policy = backends.RetryPolicy.from_settings()
     client = backends.make_backend(spec.backend, spec.model, timeout=spec.timeout, base_url=spec.base_url)
 
-    def judge_one(image):
+    def prepare(image):
+        """The picture as it will be sent (a Task), or the Outcome that says why it cannot be."""
         try:
             task = read_task(image, user_for, spec.side)
         except Exception as exc:
             return Outcome(image.pk, error=client.redact(f"cannot read the image: {type(exc).__name__}: {exc}")[:2000])
-        return judge_task(task, client, spec, policy, stop.wait)
+        try:
+            task.data, _ = model_input.prepare_image(task.data, spec.side)
+            task.request = client.request(spec.system, task.user, task.data)
+        except Exception as exc:  # a broken file must not lose the others
+            return Outcome(image.pk, error=client.redact(f"{type(exc).__name__}: {exc}")[:2000])
+        return task
+
+    def judge_one(prepared):
+        task = prepared.result()
+        return task if isinstance(task, Outcome) else judge_task(task, client, spec, policy, stop.wait)
 
     todo = iter(images)
     finished = queue.SimpleQueue()  # futures as they complete: no scan of every call in flight per result
     in_flight = set()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vlm") as pool:
+    # Decoding releases the interpreter lock, so one preparing thread per core uses every core.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="vlm-prepare") as preparing, \
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vlm") as pool:
         try:
             while True:
+                # Twice the calls at once: the pictures of the next round are prepared while this one waits.
                 while len(in_flight) < workers * 2 and not stop.is_set():
                     image = next(todo, None)
                     if image is None:
                         break
-                    future = pool.submit(judge_one, image)
+                    future = pool.submit(judge_one, preparing.submit(prepare, image))
                     in_flight.add(future)
                     future.add_done_callback(finished.put)
                 if not in_flight:
@@ -107,18 +127,17 @@ def judge_all(images, spec, *, workers, user_for, writer, tracker):
 
 
 def judge_task(task, client, spec, policy, stop_wait):
-    """One image: downscale if needed, ask with bounded retries, normalise. Never raises."""
+    """One prepared picture: ask with bounded retries, normalise. Never raises."""
     outcome = Outcome(task.image_id)
     try:
-        jpeg, _ = model_input.prepare_image(task.data, spec.side)
         reply = backends.call_with_retries(
-            lambda: client.call(spec.system, task.user, jpeg), policy,
+            lambda: client.send(task.request), policy,
             backends.rng_for(spec.seed, task.image_id), wait=stop_wait, label=f"image #{task.image_id}",
         )
     except backends.BackendError as exc:
         outcome.error, outcome.raw = client.redact(str(exc)), client.redact(exc.raw)
         return outcome
-    except Exception as exc:  # a broken file or a bug for one image must not lose the others
+    except Exception as exc:  # a bug for one image must not lose the others
         outcome.error = client.redact(f"{type(exc).__name__}: {exc}")[:2000]
         return outcome
     outcome.raw, outcome.latency_ms = reply.raw, reply.latency_ms

@@ -6,6 +6,7 @@ to the model; this thread alone touches the database, writing verdicts in batche
 about images whose verdict failed or is missing.
 """
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -56,31 +57,13 @@ def judge_images(tracker, *, image_ids, prompt_version_id, backend, model, min_s
     drives_decision = active is not None and active.pk == version.pk
     run_id = tracker.run.pk if tracker.run is not None else None
 
-    done = set()
-    for i in range(0, len(ids), CHUNK):
-        done.update(VlmVerdict.objects.filter(
-            image_id__in=ids[i:i + CHUNK], prompt_version=version, backend=backend, model=model, error="",
-        ).values_list("image_id", flat=True))
-    if done:
-        tracker.count("skipped", len(done))
-    pending_ids = [i for i in ids if i not in done]
-    images = {}
-    for i in range(0, len(pending_ids), CHUNK):
-        images.update(Image.objects.only("id", "file", "thumbnail", "width", "height").in_bulk(pending_ids[i:i + CHUNK]))
-    vanished = [i for i in pending_ids if i not in images]
-    if vanished:  # deleted since they were selected: nothing to attach a verdict to
-        tracker.count("error", len(vanished))
-    pending = [images[i] for i in pending_ids if i in images]
-
     writer = _Writer(tracker, version, backend, model, min_score, drives_decision, run_id)
-    if drives_decision and done:
-        # Verdicts already made still decide, with this run's --min-score: the files and the decisions agree,
-        # and re-running over a selection is how a newly activated prompt version takes effect.
-        writer.apply_existing([i for i in ids if i in done])
-    if pending:
+    pending = _pending(ids, version, backend, model, tracker, writer)
+    first = next(pending, None)
+    if first is not None:
         spec = calls.Spec(backend, model, timeout, version.system_text, seed, settings.SCENEIMG_VLM_IMAGE_SIDE,
                           base_url)
-        calls.judge_all(pending, spec, workers=workers, writer=writer, tracker=tracker,
+        calls.judge_all(itertools.chain([first], pending), spec, workers=workers, writer=writer, tracker=tracker,
                         user_for=lambda image: render_user(version, width=image.width, height=image.height))
     writer.flush()
     if run_id is not None:
@@ -92,6 +75,28 @@ def judge_images(tracker, *, image_ids, prompt_version_id, backend, model, min_s
                           output=outputs.get("output"), keep_dir=outputs.get("keep_dir"),
                           reject_dir=outputs.get("reject_dir"))
     return dict(tracker.counts)
+
+
+def _pending(ids, version, backend, model, tracker, writer):
+    """The images of `ids` still to ask about, loaded a chunk at a time as the calls take them, so the
+    first requests leave once the first chunk is read rather than the whole selection."""
+    for i in range(0, len(ids), CHUNK):
+        chunk = ids[i:i + CHUNK]
+        done = set(VlmVerdict.objects.filter(
+            image_id__in=chunk, prompt_version=version, backend=backend, model=model, error="",
+        ).values_list("image_id", flat=True))
+        if done:
+            tracker.count("skipped", len(done))
+            if writer.drives_decision:
+                # Verdicts already made still decide, with this run's --min-score: the files and the
+                # decisions agree, and re-running over a selection is how a newly activated prompt
+                # version takes effect.
+                writer.apply_existing([i for i in chunk if i in done])
+        todo = [i for i in chunk if i not in done]
+        images = Image.objects.only("id", "file", "thumbnail", "width", "height").in_bulk(todo)
+        if len(images) < len(todo):  # deleted since they were selected: nothing to attach a verdict to
+            tracker.count("error", len(todo) - len(images))
+        yield from (images[i] for i in todo if i in images)
 
 
 class _Writer:

@@ -174,3 +174,21 @@ def test_image_is_downscaled_to_the_configured_side_and_flattened():
     assert size == (77, 256) and data[:3] == b"\xff\xd8\xff"
     small, size = model_input.prepare_image(encode(photo_like(100, 80, 2)), 256)
     assert size == (100, 80)  # never enlarged
+
+
+def test_the_spliced_request_is_the_whole_request_encoded_plainly(jpeg):
+    """The request is encoded once per system prompt and the user text and image spliced in: it must be
+    the same JSON as encoding everything, for texts that need escaping too."""
+    import base64
+
+    backend = backends.make_backend("openai", "test-model", timeout=1, base_url="http://127.0.0.1:9/v1",
+                                    api_key=OPENAI_KEY)
+    try:
+        for system, user in [("system text", "user text"), ("système «x»", 'a "quoted"\nline\\ with é and \u2028'),
+                             ("system text", "")]:
+            sent = json.loads(backend.request(system, user, jpeg))
+            data_url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+            assert sent == backend.fields(system, user, data_url)
+        assert len(backend._frames) == 2  # one encoding per system prompt
+    finally:
+        backend.close()

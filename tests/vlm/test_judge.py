@@ -332,3 +332,26 @@ def test_room_and_object_tags_are_kept_apart(db, prompts, openai_fake, make_imag
     for v in VlmVerdict.objects.all():
         plain, rooms, objects = split_tags(v.tags)
         assert (rooms, objects) == (["kitchen"], ["mug", "cable"]) and "kitchen" not in objects
+
+
+def test_a_selection_read_a_chunk_at_a_time_asks_only_what_is_missing(db, prompts, openai_fake, make_images,
+                                                                       monkeypatch, settings):
+    """The selection is loaded chunk by chunk as the calls take it: verdicts already made, deleted
+    images and new ones in every chunk are counted as when it was read at once, and each image asked once."""
+    monkeypatch.setattr(judge, "CHUNK", 4)
+    images = make_images(11)
+    ids = [i.pk for i in images]
+    run_stage(ids[0:11:3], prompts["v3"])  # one in three already judged, spread over the chunks
+    Image.objects.filter(pk__in=[ids[1], ids[10]]).delete()
+    run = run_stage(ids, prompts["v3"], workers=2)
+    assert run.counters["skipped"] == 4 and run.counters["error"] == 2
+    assert run.counters["kept"] + run.counters["rejected"] == 5
+    assert sorted(r["image_sha"] for r in openai_fake.requests) == sorted(
+        {r["image_sha"] for r in openai_fake.requests})  # nobody asked twice
+    assert len(openai_fake.requests) == 4 + 5
+    for image in Image.objects.filter(pk__in=ids):
+        assert image.auto_decision == expected(image)[1]
+    # Nothing left to ask: no call, so no client either; a missing key is no error then.
+    settings.SCENEIMG_OPENAI_API_KEY = ""
+    rerun = run_stage(ids, prompts["v3"])
+    assert rerun.status == Run.Status.DONE and rerun.counters["skipped"] == 9 and len(openai_fake.requests) == 9
