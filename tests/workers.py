@@ -20,6 +20,20 @@ def start_worker(env, *queue_names, burst=True, name=None, simple=False):
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def start_workers(env, queue, count, prefix):
+    """`count` SimpleWorkers that stay up on `queue` (a django_rq queue); returns them and whether all of
+    them registered with Redis within 90 seconds, which a test checks before giving them work."""
+    from rq import Worker
+
+    workers = [start_worker(env, queue.name, burst=False, name=f"{prefix}-{os.getpid()}-{n}", simple=True)
+               for n in range(count)]
+    try:
+        return workers, wait_for(lambda: len(Worker.all(queue=queue)) == count, timeout=90)
+    except BaseException:
+        stop_workers(workers)
+        raise
+
+
 def stop_workers(workers):
     """SIGTERM the workers still running; returns the end of what each printed, for assertion messages."""
     for worker in workers:

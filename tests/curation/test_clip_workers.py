@@ -1,11 +1,9 @@
 """A CLIP run's batches shared by two real RQ worker processes: exact counters, and a batch that fails in
 one worker fails only its own images."""
-import os
 
 import django_rq
 import numpy as np
 import pytest
-from rq import Worker
 from rq.job import Job
 
 from curation import embeddings, launch
@@ -13,7 +11,7 @@ from curation.models import Embedding, FilterScore, Run
 from curation.scoring import DecisionRule, key_for_settings, select_image_ids
 from sceneimg_site import queues
 from tests.factories import image_row
-from tests.workers import start_worker, stop_workers, wait_for
+from tests.workers import start_workers, stop_workers, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -33,12 +31,10 @@ def test_two_workers_share_a_clip_run_and_a_failing_batch_fails_only_its_images(
     embeddings.store(key, ids, unit_vectors(8))
     Embedding.objects.filter(image_id=ids[4]).update(vector=bytes(6))
     # SimpleWorker: each worker process loads the (random-weight) model once, not once per batch.
-    workers = [start_worker(worker_env, queues.SCORE, burst=False, name=f"clip-test-{os.getpid()}-{n}", simple=True)
-               for n in range(2)]
+    workers, ready = start_workers(worker_env, django_rq.get_queue(queues.SCORE), 2, "clip-test")
     run, names = None, set()
     try:
-        queue = django_rq.get_queue(queues.SCORE)
-        if wait_for(lambda: len(Worker.all(queue=queue)) == 2, timeout=90):
+        if ready:
             run = launch.launch_clip(launch.clip_params("all", device="cpu", indoor_margin=0.0))
             wait_for(lambda: not Run.objects.get(pk=run.pk).is_active, timeout=300)
             names = {Job.fetch(job_id, connection=redis_conn).worker_name for job_id in run.job_ids}

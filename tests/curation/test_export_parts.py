@@ -1,12 +1,11 @@
 """A large queued export written by part jobs: the same bytes as one job writes, exact counters, a
 retried part that changes nothing, and no part files left by a failed or cancelled run."""
-import os
 from pathlib import Path
 
 import django_rq
 import pytest
 from django.core.files.storage import default_storage
-from rq import SimpleWorker, Worker
+from rq import SimpleWorker
 from rq.job import Job
 
 from curation import export, export_parts, export_retention, jobs, launch, runs
@@ -14,7 +13,7 @@ from curation.models import Run, SnapshotImage
 from curation.runs import Tracker
 from sceneimg_site import queues
 from tests.factories import stored_image
-from tests.workers import start_worker, stop_workers, wait_for
+from tests.workers import start_workers, stop_workers, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -183,12 +182,10 @@ def test_two_worker_processes_share_one_exports_parts(snapshot, tmp_path, settin
     worker_env = {**worker_env, "SCENEIMG_EXPORT_PART_SIZE": "1"}
     single = tmp_path / "single"
     export.export_snapshot(Tracker(), snapshot, single, "webdataset", shard_size=SHARD_SIZE)
-    workers = [start_worker(worker_env, queues.EXPORT, burst=False, name=f"export-test-{os.getpid()}-{n}", simple=True)
-               for n in range(2)]
+    workers, ready = start_workers(worker_env, django_rq.get_queue(queues.EXPORT), 2, "export-test")
     run, names = None, set()
     try:
-        queue = django_rq.get_queue(queues.EXPORT)
-        if wait_for(lambda: len(Worker.all(queue=queue)) == 2, timeout=90):
+        if ready:
             run = launch.launch_export(launch.export_params(snapshot=snapshot.pk, fmt="webdataset",
                                                             out=tmp_path / "split", shard_size=SHARD_SIZE))
             wait_for(lambda: not Run.objects.get(pk=run.pk).is_active, timeout=300)
