@@ -80,8 +80,8 @@ def judge_images(tracker, *, image_ids, prompt_version_id, backend, model, min_s
 def _pending(ids, version, backend, model, tracker, writer):
     """The images of `ids` still to ask about, loaded a chunk at a time as the calls take them, so the
     first requests leave once the first chunk is read rather than the whole selection."""
-    for i in range(0, len(ids), CHUNK):
-        chunk = ids[i:i + CHUNK]
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start:start + CHUNK]
         done = set(VlmVerdict.objects.filter(
             image_id__in=chunk, prompt_version=version, backend=backend, model=model, error="",
         ).values_list("image_id", flat=True))
