@@ -190,12 +190,14 @@ def test_threads_get_their_own_connection_from_one_session(s3_storage):
     connections = []
     second = PrivateS3Storage(location=s3_storage.location)
 
-    def connect():
+    def connect(n):
         connections.append(s3_storage.connection)
         connections.append(second.connection)
-        storage.save_once(f"threads/{threading.get_ident()}.txt", b"x")
+        storage.save_once(f"threads/{n}.txt", b"x")  # not the thread's ident: an ended thread's is reused
 
-    threads = [threading.Thread(target=connect) for _ in range(8)]
+    # All eight alive at once, so each one is a distinct thread with its own connection.
+    started = threading.Barrier(8)
+    threads = [threading.Thread(target=lambda n=n: (started.wait(), connect(n))) for n in range(8)]
     for t in threads:
         t.start()
     for t in threads:
