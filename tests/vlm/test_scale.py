@@ -92,6 +92,17 @@ def test_a_large_jpeg_is_decoded_at_reduced_scale_within_the_models_side(size, s
         assert model_input.SMALLEST_FRACTION * side <= max(im.size) <= side
 
 
+@pytest.mark.parametrize("pil_subsampling, expected", [(0, "444"), (1, "422"), (2, "420")])
+def test_a_reduced_scale_jpeg_keeps_the_sources_chroma_subsampling(pil_subsampling, expected):
+    import simplejpeg
+
+    from tests.images import encode, photo_like
+
+    data = encode(photo_like(1600, 1200, 3), subsampling=pil_subsampling)
+    out, _ = model_input.prepare_image(data, 1024)
+    assert simplejpeg.decode_jpeg_header(out)[3] == expected
+
+
 def test_rotated_grey_and_cmyk_jpegs_take_the_general_path():
     from PIL import Image as PILImage
 
