@@ -91,11 +91,13 @@ def judge_all(images, spec, *, workers, user_for, writer, tracker):
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="vlm-prepare") as preparing, \
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vlm") as pool:
         try:
+            draining = False
             while True:
                 # Twice the calls at once: the pictures of the next round are prepared while this one waits.
                 while len(in_flight) < workers * 2 and not stop.is_set():
                     image = next(todo, None)
                     if image is None:
+                        draining = True
                         break
                     future = pool.submit(judge_one, preparing.submit(prepare, image))
                     in_flight.add(future)
@@ -110,7 +112,9 @@ def judge_all(images, spec, *, workers, user_for, writer, tracker):
                         future = finished.get_nowait()
                 except queue.Empty:
                     pass
-                writer.maybe_flush()
+                # Once every image is asked for, what came back is written at once rather than by the
+                # batch: the last replies then wait for a few rows' write, not for a whole batch's.
+                writer.maybe_flush(eager=draining)
                 tracker.check_cancelled()
         except BaseException:
             # Cancelled (or interrupted): let running calls give up at their next wait, keep what came back.

@@ -111,8 +111,8 @@ class _Writer:
     def add(self, outcome):
         self.buffer.append(outcome)
 
-    def maybe_flush(self):
-        if len(self.buffer) >= FLUSH_EVERY or (self.buffer and time.monotonic() - self.last > FLUSH_SECONDS):
+    def maybe_flush(self, eager=False):
+        if len(self.buffer) >= FLUSH_EVERY or (self.buffer and (eager or time.monotonic() - self.last > FLUSH_SECONDS)):
             self.flush()
 
     def flush(self):
