@@ -355,3 +355,22 @@ def test_a_selection_read_a_chunk_at_a_time_asks_only_what_is_missing(db, prompt
     settings.SCENEIMG_OPENAI_API_KEY = ""
     rerun = run_stage(ids, prompts["v3"])
     assert rerun.status == Run.Status.DONE and rerun.counters["skipped"] == 9 and len(openai_fake.requests) == 9
+
+
+def test_once_every_image_is_asked_for_replies_are_written_as_they_come(db, prompts, openai_fake, make_images,
+                                                                         monkeypatch):
+    """A quick reply is written while a slow one is still out, instead of waiting for a full batch
+    (or the flush interval) and going in with it at the end."""
+    monkeypatch.setattr(judge, "FLUSH_SECONDS", 60.0)
+    written, flush = [], judge._Writer.flush
+
+    def counting_flush(self):
+        if self.buffer:
+            written.append(len(self.buffer))
+        return flush(self)
+
+    monkeypatch.setattr(judge._Writer, "flush", counting_flush)
+    openai_fake.script = ["valid", "slow"]  # whichever request arrives second waits slow_seconds
+    run = run_stage(make_images(2), prompts["v3"], workers=2)
+    assert run.counters.get("kept", 0) + run.counters.get("rejected", 0) == 2 and "error" not in run.counters
+    assert written == [1, 1]
