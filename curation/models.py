@@ -25,7 +25,7 @@ class AutoStage(models.IntegerChoices):
 class Image(models.Model):
     """One distinct picture, stored once under its sha256 however often it was found."""
 
-    sha256 = models.CharField(max_length=64, unique=True)
+    sha256 = models.CharField(max_length=64)  # unique: see Meta.constraints
     file = models.FileField(max_length=200)
     thumbnail = models.FileField(max_length=200)
     width = models.PositiveIntegerField()
@@ -34,7 +34,7 @@ class Image(models.Model):
     byte_size = models.PositiveIntegerField()
     # 64-bit difference hash stored as a signed bigint (imagehash bit order, two's complement).
     dhash = models.BigIntegerField(db_index=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
 
     auto_decision = models.CharField(max_length=8, choices=Decision.choices, null=True, blank=True)
     auto_reason = models.CharField(max_length=500, blank=True)
@@ -52,13 +52,20 @@ class Image(models.Model):
     learned_keep = models.FloatField(null=True, blank=True)
     # Representative of this image's near-duplicate group (itself for the representative).
     dup_group = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="dup_members"
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="dup_members",
+        db_index=False,  # img_dup_group (dup_group, id) serves every lookup by group
     )
     # A person chose this image to represent its group; regrouping keeps it the representative.
     dup_pinned = models.BooleanField(default=False, db_default=False)
 
 
     class Meta:
+        # Every index here is written on every insert, and on every update of a decision, score or
+        # margin (those are indexed, so no update is HOT): an index no query needs slows ingest, the
+        # stages and rescoring. Hence no LIKE index on sha256 (a unique constraint rather than
+        # unique=True, which adds one on Postgres), none on created_at (the gallery sorts by id) and none
+        # on dup_group alone.
+        constraints = [models.UniqueConstraint(fields=["sha256"], name="image_sha256_unique")]
         indexes = [
             models.Index(fields=["final_decision", "-id"], name="img_final_id"),
             models.Index(fields=["auto_decision", "-id"], name="img_auto_id"),
