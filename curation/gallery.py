@@ -76,9 +76,10 @@ SORTS = {
     "-learned": ("learned_keep", True),
     "uncertain": ("learned_doubt", False),
 }
-# Sort values computed in the query rather than stored. learned_doubt has an expression index
-# (img_learned_doubt); similarity is set per search (search_ranked) and exists only with q or like.
-ANNOTATIONS = {"learned_doubt": Abs(F("learned_keep") - 0.5)}
+# Sort values computed in the query rather than stored, with the stored field each comes from.
+# learned_doubt has an expression index (img_learned_doubt) on the images whose learned_keep is not
+# null; similarity is set per search (search_ranked) and exists only with q or like.
+ANNOTATIONS = {"learned_doubt": ("learned_keep", Abs(F("learned_keep") - 0.5))}
 SEARCH_SORT = "relevance"  # only with q or like, and their default
 
 
@@ -237,8 +238,11 @@ def filter_images(params, *, ordered=True):
         return qs
     field, descending = sort_spec(sort_name(qd))
     if field in ANNOTATIONS:
-        qs = qs.annotate(**{field: ANNOTATIONS[field]})
-    if field != "id":
+        # Said of the stored field: the planner cannot tell that the index's "learned_keep IS NOT NULL"
+        # covers "abs(learned_keep - 0.5) IS NOT NULL", and would read the whole table.
+        source, expression = ANNOTATIONS[field]
+        qs = qs.annotate(**{field: expression}).filter(**{f"{source}__isnull": False})
+    elif field != "id":
         qs = qs.filter(**{f"{field}__isnull": False})
     if descending:
         return qs.order_by(F(field).desc(), "-id") if field != "id" else qs.order_by("-id")

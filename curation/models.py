@@ -70,13 +70,20 @@ class Image(models.Model):
             models.Index(fields=["final_decision", "-id"], name="img_final_id"),
             models.Index(fields=["auto_decision", "-id"], name="img_auto_id"),
             models.Index(fields=["human_decision", "-id"], name="img_human_id"),
-            models.Index(fields=["clip_indoor_margin", "id"], name="img_indoor"),
-            models.Index(fields=["clip_moderate_margin", "id"], name="img_moderate"),
-            models.Index(fields=["vlm_score", "id"], name="img_vlm_score"),
-            models.Index(fields=["learned_keep", "id"], name="img_learned_keep"),
+            # A score's index holds only the images that have the score: a sort by it leaves the others
+            # out (gallery.filter_images) and a range implies it, and a new image, with no score yet,
+            # is then written to none of them.
+            models.Index(fields=["clip_indoor_margin", "id"], name="img_indoor",
+                         condition=models.Q(clip_indoor_margin__isnull=False)),
+            models.Index(fields=["clip_moderate_margin", "id"], name="img_moderate",
+                         condition=models.Q(clip_moderate_margin__isnull=False)),
+            models.Index(fields=["vlm_score", "id"], name="img_vlm_score", condition=models.Q(vlm_score__isnull=False)),
+            models.Index(fields=["learned_keep", "id"], name="img_learned_keep",
+                         condition=models.Q(learned_keep__isnull=False)),
             # The "most useful next" review order: closest to 0.5 first (curation/gallery.py).
-            models.Index(Abs(F("learned_keep") - 0.5), "id", name="img_learned_doubt"),
-            models.Index(fields=["dup_group", "id"], name="img_dup_group"),
+            models.Index(Abs(F("learned_keep") - 0.5), "id", name="img_learned_doubt",
+                         condition=models.Q(learned_keep__isnull=False)),
+            models.Index(fields=["dup_group", "id"], name="img_dup_group", condition=models.Q(dup_group__isnull=False)),
             # "Who decided": the automatic stage of images no person has decided (the dashboard's links).
             models.Index(fields=["auto_stage", "-id"], name="img_stage_id",
                          condition=models.Q(human_decision__isnull=True)),
