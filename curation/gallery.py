@@ -76,9 +76,8 @@ SORTS = {
     "-learned": ("learned_keep", True),
     "uncertain": ("learned_doubt", False),
 }
-# Sort values computed in the query rather than stored, with the stored field each comes from.
-# learned_doubt has an expression index (img_learned_doubt) on the images whose learned_keep is not
-# null; similarity is set per search (search_ranked) and exists only with q or like.
+# Sort values computed in the query, each with the stored field whose NOT NULL its partial index is on
+# (img_learned_doubt). Similarity is set per search (search_ranked) and exists only with q or like.
 ANNOTATIONS = {"learned_doubt": ("learned_keep", Abs(F("learned_keep") - 0.5))}
 SEARCH_SORT = "relevance"  # only with q or like, and their default
 
@@ -238,8 +237,6 @@ def filter_images(params, *, ordered=True):
         return qs
     field, descending = sort_spec(sort_name(qd))
     if field in ANNOTATIONS:
-        # Said of the stored field: the planner cannot tell that the index's "learned_keep IS NOT NULL"
-        # covers "abs(learned_keep - 0.5) IS NOT NULL", and would read the whole table.
         source, expression = ANNOTATIONS[field]
         qs = qs.annotate(**{field: expression}).filter(**{f"{source}__isnull": False})
     elif field != "id":
