@@ -1,3 +1,5 @@
+import sys
+
 from django.apps import AppConfig
 
 
@@ -9,3 +11,8 @@ class VlmConfig(AppConfig):
         from vlm import stages  # it imports models, which exist only once apps are loaded
 
         stages.register()
+        if "rqworker" in sys.argv:
+            # A worker forks a process for each job: importing the model clients once here spares every
+            # VLM batch the second they take. Other commands never import them unless they call a model.
+            import ollama  # noqa: F401
+            import openai  # noqa: F401

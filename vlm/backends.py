@@ -20,8 +20,6 @@ import time
 from dataclasses import dataclass
 
 import httpx
-import ollama
-import openai
 from django.conf import settings
 
 log = logging.getLogger(__name__)
@@ -207,6 +205,8 @@ class OpenAIBackend(Backend):
     name = "openai"
 
     def __init__(self, model, *, base_url=None, api_key=None, **kw):
+        import openai  # here, not at the top: the client takes a second to import and most commands never use it
+
         super().__init__(model, **kw)
         api_key = api_key if api_key is not None else settings.SCENEIMG_OPENAI_API_KEY
         if not api_key:
@@ -256,6 +256,8 @@ class OpenAIBackend(Backend):
         }
 
     def send(self, body):
+        import openai
+
         started = time.monotonic()
         try:
             # The client's own request and status handling, without responses.create's walk of the body
@@ -306,6 +308,8 @@ class OllamaBackend(Backend):
     """
 
     def __init__(self, model, *, cloud=False, host=None, api_key=None, **kw):
+        import ollama  # here, not at the top, like openai
+
         super().__init__(model, **kw)
         self.cloud = cloud
         self.name = "ollama-cloud" if cloud else "ollama-local"
@@ -337,6 +341,8 @@ class OllamaBackend(Backend):
         self._local.retry_after = parse_retry_after(response.headers.get("retry-after"))
 
     def send(self, request):
+        import ollama
+
         system, user, jpeg = request
         self._local.retry_after = None
         started = time.monotonic()

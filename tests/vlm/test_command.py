@@ -1,6 +1,8 @@
 """`manage.py filter_vlm` end to end against the fakes: inputs, outputs, selection, reruns, --enqueue."""
 import json
 import shutil
+import subprocess
+import sys
 
 import django_rq
 import pytest
@@ -171,3 +173,16 @@ def test_input_dir_twice_finds_ingested_files_by_their_content(db, prompts, open
     text = filter_vlm(capsys, "--input-dir", folder)
     assert "2 files, 2 already stored, 0 ingested" in text  # the copy is the stored picture after re-encoding
     assert Image.objects.count() == 1 and len(openai_fake.requests) == 1
+
+
+@pytest.mark.parametrize("argv, imported", [
+    (["import_urls"], []),  # a command that calls no model starts without the clients' second of imports
+    (["rqworker", "vlm"], ["ollama", "openai"]),  # a worker imports them once, before it forks for each job
+])
+def test_the_model_clients_are_imported_only_where_a_model_may_be_called(worker_env, argv, imported):
+    code = ("import sys, django; django.setup(); "
+            "print(' '.join(sorted(m for m in ('ollama', 'openai') if m in sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code, *argv], env=worker_env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == imported
