@@ -6,8 +6,10 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import call_command
+from django.db import connection, transaction
 
 from curation import clip, launch, runs, vector_index
+from curation import rescore as rescore_module
 from curation.models import Embedding, FilterScore, Image, Run
 from curation.registry import LaunchError
 from curation.rescore import rescore
@@ -94,3 +96,36 @@ def test_rescore_refuses_what_needs_pixels_and_unknown_prompt_sets(prompt_sets):
         launch.launch_rescore(launch.rescore_params("v1", object_count_min=3))
     with pytest.raises(LaunchError, match="no-such-set"):
         launch.launch_rescore(launch.rescore_params("no-such-set"))
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the COPY writer is Postgres's")
+@pytest.mark.django_db(transaction=True)
+def test_chunks_written_on_two_connections_give_the_rows_one_connection_gives(prompt_sets, monkeypatch):
+    ids = [stored_image(seed, width=96, height=72).pk for seed in range(7)]
+    rule = DecisionRule(indoor_margin=0.0)
+    score_images(runs.Tracker(), ids, rule=rule, device="cpu")  # v1, and the embeddings
+    monkeypatch.setattr(rescore_module, "COPY_CHUNK", 2)
+    backends = []
+    write = rescore_module._CopyWriter.write
+
+    def recorded(self, text):
+        connection.ensure_connection()
+        backends.append(connection.connection.info.backend_pid)  # the Postgres session writing this chunk
+        return write(self, text)
+
+    monkeypatch.setattr(rescore_module._CopyWriter, "write", recorded)
+    tracker = runs.Tracker()
+    rescore(tracker, rule=rule, prompt_version=NEW_SET, device="cpu")
+    assert len(backends) == 4 and len(set(backends)) == 2  # 7 images in chunks of 2, on two connections
+    assert tracker.counts.get("kept", 0) + tracker.counts.get("rejected", 0) == 7
+    two_connections = rows()
+
+    # Back to v1, then the same rescore inside a transaction, where every chunk goes through this connection.
+    FilterScore.objects.filter(scorer_key=f"clip:ViT-B-32:none:prompts-{NEW_SET}").delete()
+    rescore(runs.Tracker(), rule=rule, prompt_version="v1", device="cpu")
+    assert rows() != two_connections
+    backends.clear()
+    with transaction.atomic():
+        rescore(runs.Tracker(), rule=rule, prompt_version=NEW_SET, device="cpu")
+    assert len(set(backends)) == 1
+    assert rows() == two_connections
