@@ -6,8 +6,8 @@ embeddings (read from the vector index's segments, not row by row from the datab
 and decisions are computed for 50,000 images at a time with array operations. On Postgres the rows go
 in by COPY into a temporary table, then one upsert of the FilterScores and one UPDATE through the
 decision rule (`decisions.decide_table`), two such chunks at a time on two connections; elsewhere
-through the CLIP writer itself. Either way a
-rescored image's FilterScore, margins and decision are those `filter_clip` would give it.
+through the CLIP writer itself. Either way a rescored image's FilterScore, margins and decision are
+those `filter_clip` would give it.
 
 `manage.py rescore_clip`, its RQ job, its web form and the calibration page's "apply" call `rescore`.
 """

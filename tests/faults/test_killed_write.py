@@ -7,10 +7,12 @@ import subprocess
 import sys
 import threading
 import time
+from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.core.files.storage import default_storage
+from django.core.management import call_command
 
 from curation.storage import PARTIAL_PREFIX, save_once
 
@@ -23,6 +25,7 @@ def files_in(folder):
     return [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
 
 
+@pytest.mark.django_db
 def test_a_writer_killed_midway_leaves_no_partial_file_under_the_name(worker_env, settings):
     folder = Path(settings.MEDIA_ROOT) / os.path.dirname(NAME)
     code = ("import django; django.setup(); from curation.storage import save_once; "
@@ -38,6 +41,10 @@ def test_a_writer_killed_midway_leaves_no_partial_file_under_the_name(worker_env
     assert writer.returncode == -signal.SIGKILL, "the writer finished before it could be killed"
     assert not default_storage.exists(NAME) or (folder / os.path.basename(NAME)).stat().st_size == SIZE
     assert [p.name.startswith(PARTIAL_PREFIX) for p in files_in(folder)] == [True]  # the killed write's
+    report = StringIO()
+    call_command("check_storage", "--min-age", "0", stdout=report)
+    assert report.getvalue().startswith(f"no row: {os.path.dirname(NAME)}/{PARTIAL_PREFIX}")
+    assert "\n1 file(s) without a row" in report.getvalue()
 
     save_once(NAME, b"y" * 1000)  # a later store of the name writes it whole
     with default_storage.open(NAME, "rb") as f:
