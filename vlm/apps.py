@@ -11,7 +11,7 @@ class VlmConfig(AppConfig):
         from vlm import stages  # it imports models, which exist only once apps are loaded
 
         stages.register()
-        if "rqworker" in sys.argv:
+        if sys.argv[1:2] and sys.argv[1].startswith("rqworker"):  # rqworker, rqworker-pool
             # A worker forks a process for each job: importing the model clients once here spares every
             # VLM batch the second they take. Other commands never import them unless they call a model.
             import ollama  # noqa: F401

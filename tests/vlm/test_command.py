@@ -178,6 +178,8 @@ def test_input_dir_twice_finds_ingested_files_by_their_content(db, prompts, open
 @pytest.mark.parametrize("argv, imported", [
     (["import_urls"], []),  # a command that calls no model starts without the clients' second of imports
     (["rqworker", "vlm"], ["ollama", "openai"]),  # a worker imports them once, before it forks for each job
+    (["rqworker-pool", "vlm"], ["ollama", "openai"]),
+    (["shell", "-c", "rqworker"], []),
 ])
 def test_the_model_clients_are_imported_only_where_a_model_may_be_called(worker_env, argv, imported):
     code = ("import sys, django; django.setup(); "
