@@ -340,8 +340,6 @@ def _search(qs, qd):
     return qs.filter(pk__in=[image_id for image_id, _ in hits]).annotate(similarity=similarity)
 
 
-# --- Keyset pagination -------------------------------------------------------------------------
-
 @dataclass(frozen=True)
 class Cursor:
     value: float | None  # the sort value of the last row shown (None for id sorts)
