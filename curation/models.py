@@ -60,11 +60,11 @@ class Image(models.Model):
 
 
     class Meta:
-        # Every index here is written on every insert, and on every update of a decision, score or
-        # margin (those are indexed, so no update is HOT): an index no query needs slows ingest, the
-        # stages and rescoring. Hence no LIKE index on sha256 (a unique constraint rather than
-        # unique=True, which adds one on Postgres), none on created_at (the gallery sorts by id) and none
-        # on dup_group alone.
+        # Every index here that holds a row is written when the row is inserted, and on every update of
+        # a decision, score or margin (those are indexed, so no update is HOT): an index no query needs
+        # slows ingest, the stages and rescoring. Hence no LIKE index on sha256 (a unique constraint
+        # rather than unique=True, which adds one on Postgres), none on created_at (the gallery sorts by
+        # id) and none on dup_group alone.
         constraints = [models.UniqueConstraint(fields=["sha256"], name="image_sha256_unique")]
         indexes = [
             models.Index(fields=["final_decision", "-id"], name="img_final_id"),

@@ -24,11 +24,11 @@ def save_once(name, data, storage=None):
     own = getattr(storage, "save_once", None)
     if own is not None:
         return own(name, data)
-    if isinstance(storage, FileSystemStorage):
-        if not storage.exists(name):
-            _write_whole(storage, storage.path(name), data)
+    if storage.exists(name):
         return name
-    if not storage.exists(name):
+    if isinstance(storage, FileSystemStorage):
+        _write_whole(storage, storage.path(name), data)
+    else:
         saved = storage.save(name, ContentFile(data))
         if saved != name:  # a storage that renames a clashing name: the first file is the same bytes
             storage.delete(saved)
